@@ -1,0 +1,22 @@
+//! The sans-IO core of udpchat.
+//!
+//! This crate holds everything about udpchat that can be decided without touching the outside world:
+//! how datagram payloads become text, how text is made safe to show on a terminal, and the state
+//! machines that decide what to send and when a conversation ends. It does **no I/O** (no sockets,
+//! no terminal, no files) and **never reads the clock**: drivers (the `udpchat` crate) own the
+//! sockets and the keyboard and feed this crate with what arrived, then drain what it wants sent.
+//!
+//! ```text
+//!   keyboard lines ──► handle_line()      ┌──────────────┐  poll_transmit() ──► socket.send_to()
+//!                                         │ Conversation │
+//!   socket.recv_from() ─► handle_datagram │  (lab::)     │  poll_event()    ──► screen
+//!                                         └──────────────┘
+//! ```
+//!
+//! Layers:
+//! - [`text`]: payload decoding and terminal-escape neutralisation (pure functions).
+//! - [`lab`]: the two-party chat of the lab's steps 3 and 4 (turn-based or full duplex), as a state
+//!   machine over plain UTF-8 datagrams, the lab's wire format: one message per datagram, no framing.
+
+pub mod lab;
+pub mod text;

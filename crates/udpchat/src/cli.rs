@@ -1,0 +1,233 @@
+//! The command line: one `udpchat` binary with a subcommand per mode.
+//!
+//! Names here are part of the user interface (scripts and the acceptance checks drive them), so
+//! they change only with care.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The UDP port the lab uses throughout.
+pub const LAB_PORT: u16 = 12345;
+
+/// Chat over UDP: the "Computer Networks II" lab's four steps, done right.
+///
+/// On the wire every message is one plain UTF-8 datagram, exactly as in the lab, so udpchat talks
+/// to the lab's Python programs and to `nc -u`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "udpchat",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Print every datagram sent or received to stderr: time, direction, addresses, length and a
+    /// hex + text dump, so you see exactly what crosses the wire.
+    #[arg(long, global = true)]
+    pub trace: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The modes of udpchat.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Receive datagrams and print them (lab steps 1 and 2, server side).
+    ///
+    /// Each datagram is printed as `<text> from <ip>:<port>`. With `--reply` the text is sent back
+    /// to each sender (step 2). Messages up to the UDP maximum (65507 bytes) are received whole.
+    Recv(RecvArgs),
+    /// Send one datagram, and optionally wait for the reply (lab steps 1 and 2, client side).
+    Send(SendArgs),
+    /// Two-party chat: full duplex (lab step 4), or strict turns with --turns (step 3).
+    ///
+    /// `udpchat chat HOST:PORT` connects and speaks first; `udpchat chat --listen [PORT]` waits for
+    /// a peer and talks with whoever sends the first datagram. Each line you type is one datagram.
+    /// A message that is exactly `bye`, from either side, ends the chat; end of input (Ctrl-D) and
+    /// Ctrl-C say `bye` too.
+    Chat(ChatArgs),
+    /// Tell whether anything is bound to a UDP port, and which process (the slide's question
+    /// "how can you verify that the server is listening?").
+    ///
+    /// Reads the kernel's UDP socket tables, /proc/net/udp and /proc/net/udp6, as `ss -ulpn`
+    /// does: `ss` lists sockets; `-u` UDP only; `-l` listening (for UDP: bound, unconnected)
+    /// sockets; `-p` the owning process; `-n` numeric addresses and ports. Try
+    /// `ss -ulpn 'sport = :12345'` for the same answer. Exits 0 if the port is bound, 1 if not.
+    Check(CheckArgs),
+    /// Find out whether a UDP port is open, the way `nmap -sU` does.
+    ///
+    /// Sends one datagram on a connected socket. If the host answers with ICMP "port
+    /// unreachable" the port is `closed` (exit 1); if a reply comes it is `open`; if nothing
+    /// comes back it is `open|filtered` (exit 0): UDP has no handshake, so a silent service and a
+    /// firewall that drops the datagram look the same.
+    Probe(ProbeArgs),
+}
+
+/// Arguments of `udpchat recv`.
+#[derive(Debug, Args)]
+pub struct RecvArgs {
+    /// UDP port to listen on (0 picks a free one, printed on stderr).
+    #[arg(short, long, default_value_t = LAB_PORT)]
+    pub port: u16,
+    /// Local address to bind: 0.0.0.0 is every IPv4 address, `::` every IPv6 (and IPv4) address,
+    /// 127.0.0.1 or ::1 this machine only.
+    #[arg(short, long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub bind: IpAddr,
+    /// Send TEXT back to each sender (lab step 2).
+    #[arg(short, long, value_name = "TEXT")]
+    pub reply: Option<String>,
+    /// Exit after N datagrams; 0 means never.
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 1)]
+    pub count: u64,
+}
+
+/// Arguments of `udpchat send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Where to send: HOST:PORT, e.g. 127.0.0.1:12345, localhost:12345, [::1]:12345.
+    #[arg(value_name = "HOST:PORT")]
+    pub target: String,
+    /// The message.
+    #[arg(default_value = "hello")]
+    pub text: String,
+    /// Wait up to SECONDS for a reply and print it (lab step 2); exit 1 if none comes.
+    #[arg(short, long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub wait: Option<Duration>,
+    /// Append a newline to the datagram (nicer for `nc -u`, which prints bytes as they come).
+    #[arg(long)]
+    pub newline: bool,
+}
+
+/// Arguments of `udpchat chat`.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// The peer to talk to: HOST:PORT. Omit it with --listen.
+    #[arg(value_name = "HOST:PORT", required_unless_present = "listen")]
+    pub target: Option<String>,
+    /// Wait for a peer on PORT (default 12345; 0 picks a free one, printed on stderr).
+    #[arg(
+        short,
+        long,
+        value_name = "PORT",
+        num_args = 0..=1,
+        default_missing_value = "12345",
+        conflicts_with = "target"
+    )]
+    pub listen: Option<u16>,
+    /// Local address to bind when listening (see `recv --bind`).
+    #[arg(short, long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED), requires = "listen")]
+    pub bind: IpAddr,
+    /// Take turns (lab step 3): the connecting side speaks first, then each side waits for the
+    /// other's message before sending its next line.
+    #[arg(short, long)]
+    pub turns: bool,
+    /// Append a newline to each datagram (for `nc -u` peers; breaks the lab's Python programs,
+    /// which compare the text with "bye" exactly).
+    #[arg(long)]
+    pub newline: bool,
+}
+
+/// Arguments of `udpchat check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The UDP port to look for.
+    #[arg(default_value_t = LAB_PORT)]
+    pub port: u16,
+}
+
+/// Arguments of `udpchat probe`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The port to probe: HOST:PORT.
+    #[arg(value_name = "HOST:PORT")]
+    pub target: String,
+    /// What to send.
+    #[arg(long, default_value = "hello")]
+    pub text: String,
+    /// How long to wait for an answer.
+    #[arg(short, long, value_name = "SECONDS", default_value = "2", value_parser = parse_seconds)]
+    pub timeout: Duration,
+}
+
+/// Parses a positive number of seconds, fractions allowed (`0.5`, `2`, `30`).
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 * 365.0 {
+        return Err(format!(
+            "'{text}' seconds is out of range (give more than 0)"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn seconds_accept_fractions_and_refuse_nonsense() {
+        assert_eq!(parse_seconds("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_seconds("0.25"), Ok(Duration::from_millis(250)));
+        for bad in ["", "x", "-1", "0", "nan", "inf", "1e300"] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn listen_defaults_to_the_lab_port() {
+        let cli = Cli::try_parse_from(["udpchat", "chat", "--listen"]).unwrap();
+        let Command::Chat(chat) = cli.command else {
+            panic!()
+        };
+        assert_eq!(chat.listen, Some(LAB_PORT));
+        let cli = Cli::try_parse_from(["udpchat", "chat", "--listen", "0", "--turns"]).unwrap();
+        let Command::Chat(chat) = cli.command else {
+            panic!()
+        };
+        assert_eq!((chat.listen, chat.turns), (Some(0), true));
+    }
+
+    #[test]
+    fn chat_needs_a_target_or_listen_but_not_both() {
+        assert!(Cli::try_parse_from(["udpchat", "chat"]).is_err());
+        assert!(Cli::try_parse_from(["udpchat", "chat", "h:1", "--listen", "5"]).is_err());
+    }
+
+    #[test]
+    fn bad_ports_are_refused() {
+        for bad in ["65536", "-1", "http"] {
+            assert!(
+                Cli::try_parse_from(["udpchat", "recv", "--port", bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn trace_is_accepted_on_every_mode() {
+        for args in [
+            &["recv", "--trace"][..],
+            &["send", "h:1", "--trace"],
+            &["chat", "--listen", "--trace"],
+            &["check", "--trace"],
+            &["probe", "h:1", "--trace"],
+        ] {
+            let cli = Cli::try_parse_from(std::iter::once("udpchat").chain(args.iter().copied()));
+            assert!(cli.unwrap().trace, "{args:?}");
+        }
+    }
+}

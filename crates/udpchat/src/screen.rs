@@ -1,0 +1,235 @@
+//! The chat's two faces: plain lines for pipes and scripts, a line editor on a terminal.
+//!
+//! - **Plain** (stdin or stdout is not a terminal): each received message is printed on stdout as
+//!   its text alone, one per line; everything else (status, who the peer is, why it ended) goes
+//!   to stderr. Input lines are read from stdin by a thread.
+//! - **Editor** (both are terminals): rustyline edits the input line, and incoming messages are
+//!   printed through its external printer, which redraws the line being typed below them, so a
+//!   message never breaks what you are typing. Lines are marked with time and sender.
+//!
+//! In both, text from the network is neutralised before it is printed.
+
+use std::io::{self, BufRead, Write};
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use rustyline::ExternalPrinter;
+use rustyline::error::ReadlineError;
+use tokio::sync::mpsc;
+use udpchat_proto::lab::{EndReason, Event, Turn};
+use udpchat_proto::text::{self, neutralize};
+
+use crate::output;
+
+/// Lines typed ahead of the peer are held this many at a time; beyond that, reading stdin
+/// pauses until the chat catches up (backpressure, not unbounded memory, for `cat bigfile |`).
+const INPUT_QUEUE: usize = 1024;
+
+/// What the keyboard (or stdin) produced.
+#[derive(Debug)]
+pub enum Input {
+    /// A line, without its line ending.
+    Line(String),
+    /// End of input (Ctrl-D, or the end of a pipe).
+    EndOfInput,
+    /// Ctrl-C typed while the line editor had the terminal.
+    Interrupt,
+}
+
+/// Where the chat shows things.
+pub enum Screen {
+    /// Lines on stdout, status on stderr.
+    Plain,
+    /// The line editor's external printer, and the terminal settings to restore on exit.
+    Editor {
+        /// Prints above the line being edited.
+        printer: Box<dyn ExternalPrinter + Send>,
+        /// The terminal as it was before the editor touched it.
+        saved: Option<nix::sys::termios::Termios>,
+        /// The peer's address, for marking its lines.
+        peer: Option<SocketAddr>,
+    },
+}
+
+impl Screen {
+    /// Starts reading input on a thread of its own and returns the screen and the input queue.
+    ///
+    /// # Errors
+    /// The line editor could not be set up on the terminal.
+    pub fn start(interactive: bool) -> Result<(Self, mpsc::Receiver<Input>)> {
+        let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+        if !interactive {
+            std::thread::spawn(move || read_plain_lines(&tx));
+            return Ok((Screen::Plain, rx));
+        }
+        let saved = nix::sys::termios::tcgetattr(io::stdin()).ok();
+        let (printer_tx, printer_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || read_edited_lines(&tx, &printer_tx));
+        let printer = printer_rx
+            .recv()
+            .context("the line editor did not start")?
+            .context("cannot start the line editor")?;
+        Ok((
+            Screen::Editor {
+                printer,
+                saved,
+                peer: None,
+            },
+            rx,
+        ))
+    }
+
+    /// Shows one conversation event.
+    ///
+    /// # Errors
+    /// Writing a message to stdout failed (e.g. a broken pipe).
+    pub fn show(&mut self, event: &Event) -> Result<()> {
+        match event {
+            Event::MessageReceived { from, text } => match self {
+                Screen::Plain => {
+                    output::print_line(&neutralize(text)).context("writing a message")?;
+                }
+                Screen::Editor { printer, .. } => {
+                    let line = format!(
+                        "\x1b[2m{}\x1b[0m \x1b[1;36m<{from}>\x1b[0m {}",
+                        clock(),
+                        neutralize(text)
+                    );
+                    // The printer only fails once the editor thread has gone (we are exiting).
+                    let _ = printer.print(line);
+                }
+            },
+            Event::PeerLearned(peer) => {
+                if let Screen::Editor { peer: p, .. } = self {
+                    *p = Some(*peer);
+                }
+                self.status(&format!("talking with {peer}"));
+            }
+            Event::StrangerIgnored { from, len } => {
+                self.status(&format!(
+                    "ignored {len} bytes from {from}: not the peer of this chat"
+                ));
+            }
+            Event::TurnChanged(Turn::Ours) => {
+                if matches!(self, Screen::Editor { .. }) {
+                    self.status("your turn");
+                }
+            }
+            Event::TurnChanged(Turn::Theirs) => {
+                if matches!(self, Screen::Editor { .. }) {
+                    self.status("waiting for the peer's reply");
+                }
+            }
+            Event::Ended { reason, unsent } => {
+                self.status(match reason {
+                    EndReason::ByeSent => "you said bye; chat over",
+                    EndReason::ByeReceived => "the peer said bye; chat over",
+                    EndReason::Interrupted => "interrupted before any peer came; nothing was sent",
+                });
+                if *unsent > 0 {
+                    self.status(&format!("{unsent} typed line(s) were not sent"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Shows a status line (stderr in plain mode, dimmed above the input line in the editor).
+    pub fn status(&mut self, line: &str) {
+        match self {
+            Screen::Plain => output::status(line),
+            Screen::Editor { printer, .. } => {
+                let _ = printer.print(format!("\x1b[2m-- {line}\x1b[0m"));
+            }
+        }
+    }
+
+    /// Gives the terminal back as it was. The editor thread may still sit in `readline` with the
+    /// terminal in raw mode; the process is about to exit, so restore the saved settings here.
+    pub fn finish(self) {
+        if let Screen::Editor { printer, saved, .. } = self {
+            // Let the printer's last lines out before the editor thread dies with the process.
+            drop(printer);
+            if let Some(saved) = saved {
+                let _ = nix::sys::termios::tcsetattr(
+                    io::stdin(),
+                    nix::sys::termios::SetArg::TCSADRAIN,
+                    &saved,
+                );
+            }
+            let _ = io::stdout().write_all(b"\r\n");
+            let _ = io::stdout().flush();
+        }
+    }
+}
+
+/// Reads stdin line by line (any bytes; invalid UTF-8 is replaced) until it ends.
+fn read_plain_lines(tx: &mpsc::Sender<Input>) {
+    let mut stdin = io::stdin().lock();
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match stdin.read_until(b'\n', &mut buf) {
+            Ok(0) => break,
+            Ok(_) => {
+                let line = String::from_utf8_lossy(&buf);
+                let line = text::strip_line_ending(&line).to_owned();
+                if tx.blocking_send(Input::Line(line)).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let _ = tx.blocking_send(Input::EndOfInput);
+}
+
+type PrinterResult = Result<Box<dyn ExternalPrinter + Send>, ReadlineError>;
+
+/// Runs the line editor: sends its printer back first, then each line typed.
+fn read_edited_lines(
+    tx: &mpsc::Sender<Input>,
+    printer_tx: &std::sync::mpsc::Sender<PrinterResult>,
+) {
+    let mut editor = match rustyline::DefaultEditor::new() {
+        Ok(editor) => editor,
+        Err(e) => {
+            let _ = printer_tx.send(Err(e));
+            return;
+        }
+    };
+    match editor.create_external_printer() {
+        Ok(printer) => {
+            let _ = printer_tx.send(Ok(Box::new(printer)));
+        }
+        Err(e) => {
+            let _ = printer_tx.send(Err(e));
+            return;
+        }
+    }
+    let last = loop {
+        match editor.readline("you> ") {
+            Ok(line) => {
+                let _ = editor.add_history_entry(line.as_str());
+                if tx.blocking_send(Input::Line(line)).is_err() {
+                    return;
+                }
+            }
+            Err(ReadlineError::Interrupted) => break Input::Interrupt,
+            Err(_) => break Input::EndOfInput,
+        }
+    };
+    let _ = tx.blocking_send(last);
+}
+
+/// Local wall-clock time as `HH:MM` is not available without a time-zone database; UTC it is,
+/// and marked so.
+fn clock() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        % 86_400;
+    format!("{:02}:{:02}Z", secs / 3600, secs / 60 % 60)
+}
