@@ -109,9 +109,8 @@ async fn drive(args: &ChatArgs, tracer: Tracer) -> Result<ExitCode> {
                 Err(e) => screen.status(&format!("could not send to {to}: {e}")),
             }
         }
-        while let Some(event) = conversation.poll_event() {
-            screen.show(&event)?;
-        }
+        let events: Vec<_> = std::iter::from_fn(|| conversation.poll_event()).collect();
+        screen.show_all(&events)?;
     }
     screen.finish();
     Ok(ExitCode::SUCCESS)

@@ -10,7 +10,6 @@
 //! In both, text from the network is neutralised before it is printed.
 
 use std::io::{self, BufRead, Write};
-use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
 use rustyline::ExternalPrinter;
@@ -46,9 +45,29 @@ pub enum Screen {
         printer: Box<dyn ExternalPrinter + Send>,
         /// The terminal as it was before the editor touched it.
         saved: Option<nix::sys::termios::Termios>,
-        /// The peer's address, for marking its lines.
-        peer: Option<SocketAddr>,
+        /// The last lines, printed directly once the terminal is restored.
+        farewell: Vec<String>,
     },
+}
+
+/// One line of output.
+enum Line {
+    /// A message from the peer: stdout, alone on its line in plain mode.
+    Message(String),
+    /// Anything else: stderr in plain mode, dimmed in the editor.
+    Status(String),
+}
+
+impl Line {
+    /// The line as the editor shows it, newline included: the external printer writes it
+    /// verbatim when the editor is between two lines, and the prompt drawn next would otherwise
+    /// overwrite it.
+    fn decorated(self) -> String {
+        match self {
+            Line::Message(text) => format!("{text}\n"),
+            Line::Status(text) => format!("\x1b[2m-- {text}\x1b[0m\n"),
+        }
+    }
 }
 
 impl Screen {
@@ -73,61 +92,37 @@ impl Screen {
             Screen::Editor {
                 printer,
                 saved,
-                peer: None,
+                farewell: Vec::new(),
             },
             rx,
         ))
     }
 
-    /// Shows one conversation event.
+    /// Shows the events of one turn of the driver's loop, in order.
+    ///
+    /// In the editor, lines normally go through the external printer, which the editor thread
+    /// prints asynchronously. When the batch ends the conversation the process is about to
+    /// exit, and lines still in flight to that thread could be lost: so that last batch is
+    /// printed directly, after the terminal has been restored.
     ///
     /// # Errors
     /// Writing a message to stdout failed (e.g. a broken pipe).
-    pub fn show(&mut self, event: &Event) -> Result<()> {
-        match event {
-            Event::MessageReceived { from, text } => match self {
-                Screen::Plain => {
-                    output::print_line(&neutralize(text)).context("writing a message")?;
-                }
-                Screen::Editor { printer, .. } => {
-                    let line = format!(
-                        "\x1b[2m{}\x1b[0m \x1b[1;36m<{from}>\x1b[0m {}",
-                        clock(),
-                        neutralize(text)
-                    );
-                    // The printer only fails once the editor thread has gone (we are exiting).
-                    let _ = printer.print(line);
-                }
-            },
-            Event::PeerLearned(peer) => {
-                if let Screen::Editor { peer: p, .. } = self {
-                    *p = Some(*peer);
-                }
-                self.status(&format!("talking with {peer}"));
-            }
-            Event::StrangerIgnored { from, len } => {
-                self.status(&format!(
-                    "ignored {len} bytes from {from}: not the peer of this chat"
-                ));
-            }
-            Event::TurnChanged(Turn::Ours) => {
-                if matches!(self, Screen::Editor { .. }) {
-                    self.status("your turn");
-                }
-            }
-            Event::TurnChanged(Turn::Theirs) => {
-                if matches!(self, Screen::Editor { .. }) {
-                    self.status("waiting for the peer's reply");
-                }
-            }
-            Event::Ended { reason, unsent } => {
-                self.status(match reason {
-                    EndReason::ByeSent => "you said bye; chat over",
-                    EndReason::ByeReceived => "the peer said bye; chat over",
-                    EndReason::Interrupted => "interrupted before any peer came; nothing was sent",
-                });
-                if *unsent > 0 {
-                    self.status(&format!("{unsent} typed line(s) were not sent"));
+    pub fn show_all(&mut self, events: &[Event]) -> Result<()> {
+        let ends = events.iter().any(|e| matches!(e, Event::Ended { .. }));
+        for event in events {
+            for line in self.render(event) {
+                match (&mut *self, line) {
+                    (Screen::Plain, Line::Message(text)) => {
+                        output::print_line(&text).context("writing a message")?;
+                    }
+                    (Screen::Plain, Line::Status(text)) => output::status(&text),
+                    (Screen::Editor { farewell, .. }, line) if ends => {
+                        farewell.push(line.decorated())
+                    }
+                    (Screen::Editor { printer, .. }, line) => {
+                        // Fails only once the editor thread has gone (we are exiting).
+                        let _ = printer.print(line.decorated());
+                    }
                 }
             }
         }
@@ -135,11 +130,53 @@ impl Screen {
     }
 
     /// Shows a status line (stderr in plain mode, dimmed above the input line in the editor).
-    pub fn status(&mut self, line: &str) {
+    pub fn status(&mut self, text: &str) {
         match self {
-            Screen::Plain => output::status(line),
+            Screen::Plain => output::status(text),
             Screen::Editor { printer, .. } => {
-                let _ = printer.print(format!("\x1b[2m-- {line}\x1b[0m"));
+                let _ = printer.print(Line::Status(text.to_owned()).decorated());
+            }
+        }
+    }
+
+    /// What to print for `event`; network text is neutralised here.
+    fn render(&self, event: &Event) -> Vec<Line> {
+        let editor = matches!(self, Screen::Editor { .. });
+        match event {
+            Event::MessageReceived { from, text } if editor => vec![Line::Message(format!(
+                "\x1b[2m{}\x1b[0m \x1b[1;36m<{from}>\x1b[0m {}",
+                clock(),
+                neutralize(text)
+            ))],
+            Event::MessageReceived { text, .. } => {
+                vec![Line::Message(neutralize(text).into_owned())]
+            }
+            Event::PeerLearned(peer) => vec![Line::Status(format!("talking with {peer}"))],
+            Event::StrangerIgnored { from, len } => vec![Line::Status(format!(
+                "ignored {len} bytes from {from}: not the peer of this chat"
+            ))],
+            Event::TurnChanged(_) if !editor => vec![],
+            Event::TurnChanged(Turn::Ours) => vec![Line::Status("your turn".into())],
+            Event::TurnChanged(Turn::Theirs) => {
+                vec![Line::Status("waiting for the peer's reply".into())]
+            }
+            Event::Ended { reason, unsent } => {
+                let mut lines = vec![Line::Status(
+                    match reason {
+                        EndReason::ByeSent => "you said bye; chat over",
+                        EndReason::ByeReceived => "the peer said bye; chat over",
+                        EndReason::Interrupted => {
+                            "interrupted before any peer came; nothing was sent"
+                        }
+                    }
+                    .into(),
+                )];
+                if *unsent > 0 {
+                    lines.push(Line::Status(format!(
+                        "{unsent} typed line(s) were not sent"
+                    )));
+                }
+                lines
             }
         }
     }
@@ -147,7 +184,13 @@ impl Screen {
     /// Gives the terminal back as it was. The editor thread may still sit in `readline` with the
     /// terminal in raw mode; the process is about to exit, so restore the saved settings here.
     pub fn finish(self) {
-        if let Screen::Editor { printer, saved, .. } = self {
+        if let Screen::Editor {
+            printer,
+            saved,
+            farewell,
+            ..
+        } = self
+        {
             // Let the printer's last lines out before the editor thread dies with the process.
             drop(printer);
             if let Some(saved) = saved {
@@ -157,8 +200,12 @@ impl Screen {
                     &saved,
                 );
             }
-            let _ = io::stdout().write_all(b"\r\n");
-            let _ = io::stdout().flush();
+            let mut out = io::stdout().lock();
+            let _ = out.write_all(b"\r\n");
+            for line in farewell {
+                let _ = out.write_all(line.as_bytes());
+            }
+            let _ = out.flush();
         }
     }
 }

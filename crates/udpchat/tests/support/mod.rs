@@ -153,6 +153,8 @@ impl Proc {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // Read stderr to its end, so that `stderr_so_far` then holds all of it.
+                while self.stderr.recv_timeout(TIMEOUT).is_ok() {}
                 return status;
             }
             if Instant::now() > deadline {
