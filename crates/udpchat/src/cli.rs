@@ -88,7 +88,7 @@ pub struct RecvArgs {
 /// Arguments of `udpchat send`.
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// Where to send: HOST:PORT, e.g. 127.0.0.1:12345, localhost:12345, [::1]:12345.
+    /// Where to send: HOST:PORT, e.g. 127.0.0.1:12345, localhost:12345, `[::1]:12345`.
     #[arg(value_name = "HOST:PORT")]
     pub target: String,
     /// The message.

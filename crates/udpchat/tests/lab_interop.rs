@@ -193,3 +193,65 @@ fn udpchat_chat_client_with_nc_listener() {
     assert_eq!(nc.stdout_line(), "bye");
     client.expect_success();
 }
+
+// ---- examples/: the Rust twins of the slides ----
+
+/// Starts one of the `examples/` programs, which `cargo test` builds next to the test binaries.
+fn example(name: &str, args: &[&str]) -> Proc {
+    let exe = std::env::current_exe().expect("test binary path");
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps")
+        .join("examples")
+        .join(name);
+    let mut cmd = std::process::Command::new(&path);
+    cmd.args(args);
+    Proc::spawn(&format!("example {name}"), cmd)
+}
+
+#[test]
+fn example_step2_server_answers_udpchat() {
+    let port = free_port();
+    let mut server = example("step2_server", &[&port.to_string()]);
+    wait_until_bound(port);
+    let mut client = Proc::udpchat(&["send", &format!("127.0.0.1:{port}"), "--wait", "10"]);
+    assert_eq!(client.stdout_line(), format!("hi from 127.0.0.1:{port}"));
+    client.expect_success();
+    assert!(server.stdout_line().starts_with("hello from 127.0.0.1:"));
+    server.expect_success();
+}
+
+#[test]
+fn example_step4_peer_chats_with_udpchat() {
+    let mut server = Proc::udpchat(&["chat", "--listen", "0"]);
+    let port = server.listening_port();
+    let mut peer = example("step4_peer", &["connect", &format!("127.0.0.1:{port}")]);
+    peer.send_line("hello from the example");
+    assert_eq!(server.stdout_line(), "hello from the example");
+    server.send_line("hello back");
+    // The examples mark each message with its sender, as step 1 does.
+    assert!(peer.stdout_line().starts_with("hello back from 127.0.0.1:"));
+    peer.close_stdin();
+    assert_eq!(server.stdout_line(), "bye");
+    server.expect_success();
+    peer.expect_success();
+}
+
+#[test]
+fn example_step3_client_takes_turns_with_udpchat() {
+    let mut server = Proc::udpchat(&["chat", "--turns", "--listen", "0"]);
+    let port = server.listening_port();
+    let mut client = example("step3_client", &[&format!("127.0.0.1:{port}")]);
+    client.send_line("first");
+    assert_eq!(server.stdout_line(), "first");
+    server.send_line("second");
+    assert!(client.stdout_line().starts_with("second from 127.0.0.1:"));
+    // The listener's next line waits for the client's turn.
+    server.send_line("bye");
+    client.send_line("third");
+    assert_eq!(server.stdout_line(), "third");
+    assert!(client.stdout_line().starts_with("bye from 127.0.0.1:"));
+    client.expect_success();
+    server.expect_success();
+}
