@@ -79,6 +79,7 @@ async fn drive(args: &ChatArgs, tracer: Tracer) -> Result<ExitCode> {
         tokio::select! {
             received = socket.recv_from(&mut buf) => match received {
                 Ok((n, from)) => {
+                    tracing::debug!(%from, len = n, "datagram received");
                     tracer.datagram(Direction::Received, local, from, &buf[..n]);
                     conversation.handle_datagram(canonical(from), &buf[..n]);
                 }
@@ -104,7 +105,10 @@ async fn drive(args: &ChatArgs, tracer: Tracer) -> Result<ExitCode> {
         while let Some(transmit) = conversation.poll_transmit() {
             let to = net::same_family(transmit.destination, local);
             match socket.send_to(&transmit.payload, to).await {
-                Ok(_) => tracer.datagram(Direction::Sent, local, to, &transmit.payload),
+                Ok(_) => {
+                    tracing::debug!(%to, len = transmit.payload.len(), "datagram sent");
+                    tracer.datagram(Direction::Sent, local, to, &transmit.payload);
+                }
                 // Not fatal: say so, and the chat goes on (UDP promises nothing anyway).
                 Err(e) => screen.status(&format!("could not send to {to}: {e}")),
             }

@@ -9,7 +9,9 @@
 //!
 //! In both, text from the network is neutralised before it is printed.
 
+use std::collections::HashSet;
 use std::io::{self, BufRead, Write};
+use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
 use rustyline::ExternalPrinter;
@@ -24,6 +26,10 @@ use crate::output;
 /// pauses until the chat catches up (backpressure, not unbounded memory, for `cat bigfile |`).
 const INPUT_QUEUE: usize = 1024;
 
+/// How many different strangers' datagrams are reported one by one; after that they are
+/// ignored silently, so that a flood of datagrams from many addresses cannot bury the chat.
+const STRANGERS_REPORTED: usize = 8;
+
 /// What the keyboard (or stdin) produced.
 #[derive(Debug)]
 pub enum Input {
@@ -36,7 +42,15 @@ pub enum Input {
 }
 
 /// Where the chat shows things.
-pub enum Screen {
+pub struct Screen {
+    /// Plain lines or the line editor.
+    face: Face,
+    /// Strangers already reported (each is reported once, and only the first few).
+    strangers: HashSet<SocketAddr>,
+}
+
+/// The two ways of showing the chat.
+enum Face {
     /// Lines on stdout, status on stderr.
     Plain,
     /// The line editor's external printer, and the terminal settings to restore on exit.
@@ -79,7 +93,7 @@ impl Screen {
         let (tx, rx) = mpsc::channel(INPUT_QUEUE);
         if !interactive {
             std::thread::spawn(move || read_plain_lines(&tx));
-            return Ok((Screen::Plain, rx));
+            return Ok((Self::with(Face::Plain), rx));
         }
         let saved = nix::sys::termios::tcgetattr(io::stdin()).ok();
         let (printer_tx, printer_rx) = std::sync::mpsc::channel();
@@ -88,14 +102,19 @@ impl Screen {
             .recv()
             .context("the line editor did not start")?
             .context("cannot start the line editor")?;
-        Ok((
-            Screen::Editor {
-                printer,
-                saved,
-                farewell: Vec::new(),
-            },
-            rx,
-        ))
+        let face = Face::Editor {
+            printer,
+            saved,
+            farewell: Vec::new(),
+        };
+        Ok((Self::with(face), rx))
+    }
+
+    fn with(face: Face) -> Self {
+        Self {
+            face,
+            strangers: HashSet::new(),
+        }
     }
 
     /// Shows the events of one turn of the driver's loop, in order.
@@ -111,15 +130,15 @@ impl Screen {
         let ends = events.iter().any(|e| matches!(e, Event::Ended { .. }));
         for event in events {
             for line in self.render(event) {
-                match (&mut *self, line) {
-                    (Screen::Plain, Line::Message(text)) => {
+                match (&mut self.face, line) {
+                    (Face::Plain, Line::Message(text)) => {
                         output::print_line(&text).context("writing a message")?;
                     }
-                    (Screen::Plain, Line::Status(text)) => output::status(&text),
-                    (Screen::Editor { farewell, .. }, line) if ends => {
+                    (Face::Plain, Line::Status(text)) => output::status(&text),
+                    (Face::Editor { farewell, .. }, line) if ends => {
                         farewell.push(line.decorated())
                     }
-                    (Screen::Editor { printer, .. }, line) => {
+                    (Face::Editor { printer, .. }, line) => {
                         // Fails only once the editor thread has gone (we are exiting).
                         let _ = printer.print(line.decorated());
                     }
@@ -131,17 +150,17 @@ impl Screen {
 
     /// Shows a status line (stderr in plain mode, dimmed above the input line in the editor).
     pub fn status(&mut self, text: &str) {
-        match self {
-            Screen::Plain => output::status(text),
-            Screen::Editor { printer, .. } => {
+        match &mut self.face {
+            Face::Plain => output::status(text),
+            Face::Editor { printer, .. } => {
                 let _ = printer.print(Line::Status(text.to_owned()).decorated());
             }
         }
     }
 
     /// What to print for `event`; network text is neutralised here.
-    fn render(&self, event: &Event) -> Vec<Line> {
-        let editor = matches!(self, Screen::Editor { .. });
+    fn render(&mut self, event: &Event) -> Vec<Line> {
+        let editor = matches!(self.face, Face::Editor { .. });
         match event {
             Event::MessageReceived { from, text } if editor => vec![Line::Message(format!(
                 "\x1b[2m{}\x1b[0m \x1b[1;36m<{from}>\x1b[0m {}",
@@ -152,9 +171,7 @@ impl Screen {
                 vec![Line::Message(neutralize(text).into_owned())]
             }
             Event::PeerLearned(peer) => vec![Line::Status(format!("talking with {peer}"))],
-            Event::StrangerIgnored { from, len } => vec![Line::Status(format!(
-                "ignored {len} bytes from {from}: not the peer of this chat"
-            ))],
+            Event::StrangerIgnored { from, len } => self.report_stranger(*from, *len),
             Event::TurnChanged(_) if !editor => vec![],
             Event::TurnChanged(Turn::Ours) => vec![Line::Status("your turn".into())],
             Event::TurnChanged(Turn::Theirs) => {
@@ -181,15 +198,29 @@ impl Screen {
         }
     }
 
+    /// The first datagram of each of the first few strangers is reported; the rest is silence.
+    fn report_stranger(&mut self, from: SocketAddr, len: usize) -> Vec<Line> {
+        if self.strangers.len() >= STRANGERS_REPORTED || !self.strangers.insert(from) {
+            return vec![];
+        }
+        let mut text = format!(
+            "ignored {len} bytes from {from}: not the peer of this chat (further datagrams from \
+             it are ignored silently)"
+        );
+        if self.strangers.len() == STRANGERS_REPORTED {
+            text.push_str("; no more strangers will be reported");
+        }
+        vec![Line::Status(text)]
+    }
+
     /// Gives the terminal back as it was. The editor thread may still sit in `readline` with the
     /// terminal in raw mode; the process is about to exit, so restore the saved settings here.
     pub fn finish(self) {
-        if let Screen::Editor {
+        if let Face::Editor {
             printer,
             saved,
             farewell,
-            ..
-        } = self
+        } = self.face
         {
             // Let the printer's last lines out before the editor thread dies with the process.
             drop(printer);

@@ -321,6 +321,61 @@ fn chat_listener_ignores_strangers_once_it_has_a_peer() {
 }
 
 #[test]
+fn chat_reports_only_a_few_strangers_and_keeps_working_under_a_flood() {
+    let mut listener = Proc::udpchat(&["chat", "--listen", "0"]);
+    let port = listener.listening_port();
+    let peer = local_socket();
+    peer.send_to(b"first", ("127.0.0.1", port)).unwrap();
+    assert_eq!(listener.stdout_line(), "first");
+    let strangers: Vec<_> = (0..20).map(|_| local_socket()).collect();
+    for round in 0..3 {
+        for stranger in &strangers {
+            stranger
+                .send_to(format!("noise {round}").as_bytes(), ("127.0.0.1", port))
+                .unwrap();
+        }
+    }
+    // Loopback delivers in send order: once this arrives, all the noise has been handled.
+    peer.send_to(b"still talking", ("127.0.0.1", port)).unwrap();
+    assert_eq!(listener.stdout_line(), "still talking");
+    peer.send_to(b"bye", ("127.0.0.1", port)).unwrap();
+    listener.expect_success();
+    let reports = listener
+        .stderr_so_far()
+        .iter()
+        .filter(|l| l.contains("ignored"))
+        .count();
+    assert_eq!(reports, 8, "{:#?}", listener.stderr_so_far());
+}
+
+#[test]
+fn chat_trace_shows_both_directions() {
+    let mut listener = Proc::udpchat(&["chat", "--listen", "0", "--trace"]);
+    let port = listener.listening_port();
+    let peer = local_socket();
+    peer.send_to(b"traced in", ("127.0.0.1", port)).unwrap();
+    assert_eq!(listener.stdout_line(), "traced in");
+    listener.send_line("traced out");
+    assert_eq!(recv_text(&peer).0, "traced out");
+    listener.close_stdin();
+    assert_eq!(recv_text(&peer).0, "bye");
+    listener.expect_success();
+    let stderr = listener.stderr_so_far().join("\n");
+    for dumped in ["|traced in|", "|traced out|", "|bye|"] {
+        assert!(stderr.contains(dumped), "{dumped} missing: {stderr}");
+    }
+    let peer_addr = peer.local_addr().unwrap();
+    assert!(
+        stderr.contains(&format!(" recv {peer_addr} -> 0.0.0.0:{port} 9 bytes")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(" sent 0.0.0.0:{port} -> {peer_addr} 10 bytes")),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn chat_sigint_before_any_peer_exits_cleanly() {
     let mut listener = Proc::udpchat(&["chat", "--listen", "0"]);
     listener.listening_port();
