@@ -20,3 +20,4 @@
 
 pub mod lab;
 pub mod text;
+pub mod wire;

@@ -1,0 +1,519 @@
+//! Datagrams of the framed protocol: header, then a body per kind.
+//!
+//! ```text
+//! header (12 bytes)
+//!  0      1        2      3       4                              12
+//! +------+--------+------+-------+-------------------------------+
+//! | 0xF5 | ver=1  | kind | flags |     connection id (u64)       |
+//! +------+--------+------+-------+-------------------------------+
+//! flags: bit 0 ENCRYPTED (reserved for the encrypted envelope; must be 0 in version 1)
+//!        bit 1 ACK_REQUESTED (Data only: answer at once, used by keepalives)
+//!
+//! Hello   (kind 1, c->s, connection id 0): nonce u64, zero padding to 48 bytes in all
+//! Welcome (kind 2, s->c): nonce u64 (echoed), token u64, keepalive_ms u32, idle_timeout_ms u32
+//! Data    (kind 3, both): token u64, next_expected u32, sack u64, then segments to the end:
+//!                         seq u32, seg_flags u8 (bit 0 FIRST, bit 1 LAST), len u16, payload
+//! Close   (kind 4, both): token u64, reason u8
+//! ```
+
+use super::{DecodeError, MARKER, Reader, VERSION, Writer};
+
+/// Bytes in the header of every framed datagram.
+pub const HEADER_LEN: usize = 12;
+/// A Hello is padded to this size so that the Welcome it provokes (36 bytes) is never larger:
+/// a spoofed Hello cannot make the server an amplifier.
+pub const HELLO_LEN: usize = 48;
+/// Bytes of a Data body before its segments.
+pub const DATA_FIXED_LEN: usize = 8 + 4 + 8;
+/// Bytes in front of each segment's payload.
+pub const SEGMENT_HEADER_LEN: usize = 4 + 1 + 2;
+/// The largest datagram udpchat sends: like QUIC's 1200, it fits every path's MTU without IP
+/// fragmentation (IPv6 guarantees 1280).
+pub const MAX_DATAGRAM: usize = 1200;
+/// The most payload one segment carries in a datagram of [`MAX_DATAGRAM`] bytes.
+pub const MAX_SEGMENT_PAYLOAD: usize =
+    MAX_DATAGRAM - HEADER_LEN - DATA_FIXED_LEN - SEGMENT_HEADER_LEN;
+
+const FLAG_ENCRYPTED: u8 = 0b01;
+const FLAG_ACK_REQUESTED: u8 = 0b10;
+const SEG_FIRST: u8 = 0b01;
+const SEG_LAST: u8 = 0b10;
+
+/// A connection's identifier, issued by the server in its Welcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(pub u64);
+
+/// The four kinds of framed datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketKind {
+    /// A client asks for a connection.
+    Hello = 1,
+    /// The server grants one.
+    Welcome = 2,
+    /// Acknowledgements and reliable segments, either way.
+    Data = 3,
+    /// Either side ends the connection.
+    Close = 4,
+}
+
+/// Which data a receiver has: everything below `next_expected`, plus the selective bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ack {
+    /// Every sequence number below this one has been received.
+    pub next_expected: u32,
+    /// Bit `i` set: sequence number `next_expected + 1 + i` has been received too.
+    pub sack: u64,
+}
+
+/// One piece of a reliable message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// Position in the sender's stream, one per segment, starting at 0.
+    pub seq: u32,
+    /// The first segment of a message.
+    pub first: bool,
+    /// The last segment of a message (a one-segment message is both first and last).
+    pub last: bool,
+    /// The bytes of the encoded message this segment carries.
+    pub payload: Vec<u8>,
+}
+
+/// Why a connection was closed, as told to the other side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCode {
+    /// The user left.
+    Leaving = 0,
+    /// The server is shutting down.
+    ServerShutdown = 1,
+    /// The peer broke the protocol.
+    ProtocolViolation = 2,
+    /// The peer was too slow to keep up and was disconnected.
+    TooSlow = 3,
+    /// Nothing was heard from the peer for too long.
+    TimedOut = 4,
+}
+
+/// A decoded framed datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Packet {
+    /// A client asks for a connection.
+    Hello {
+        /// Random, echoed in the Welcome so the client knows it answers this Hello.
+        nonce: u64,
+    },
+    /// The server grants a connection.
+    Welcome {
+        /// The new connection.
+        connection: ConnectionId,
+        /// The Hello's nonce.
+        nonce: u64,
+        /// A secret both sides put in every later datagram: only whoever saw the Welcome can
+        /// speak for the connection.
+        token: u64,
+        /// Send something at least this often when idle (milliseconds).
+        keepalive_ms: u32,
+        /// The connection dies after this long without hearing from the peer (milliseconds).
+        idle_timeout_ms: u32,
+    },
+    /// Acknowledgements and segments.
+    Data {
+        /// The connection.
+        connection: ConnectionId,
+        /// The connection's token.
+        token: u64,
+        /// Asks the receiver to acknowledge at once (keepalive probes).
+        ack_requested: bool,
+        /// What the sender has received.
+        ack: Ack,
+        /// Reliable segments, possibly none (an acknowledgement alone).
+        segments: Vec<Segment>,
+    },
+    /// The connection is over.
+    Close {
+        /// The connection.
+        connection: ConnectionId,
+        /// The connection's token.
+        token: u64,
+        /// Why.
+        reason: CloseCode,
+    },
+}
+
+impl Packet {
+    /// Decodes one datagram.
+    ///
+    /// # Errors
+    /// A [`DecodeError`] for anything that is not a well-formed version-1 datagram.
+    pub fn decode(datagram: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(datagram);
+        if r.u8("marker")? != MARKER {
+            return Err(DecodeError::NotFramed);
+        }
+        let version = r.u8("version")?;
+        if version != VERSION {
+            return Err(DecodeError::UnsupportedVersion(version));
+        }
+        let kind = r.u8("kind")?;
+        let flags = r.u8("flags")?;
+        let connection = ConnectionId(r.u64("connection id")?);
+        let allowed = if kind == PacketKind::Data as u8 {
+            FLAG_ACK_REQUESTED
+        } else {
+            0
+        };
+        if flags & !allowed != 0 {
+            return Err(DecodeError::UnsupportedFlags(flags));
+        }
+        debug_assert_eq!(flags & FLAG_ENCRYPTED, 0);
+        let packet = match kind {
+            1 => {
+                if datagram.len() < HELLO_LEN {
+                    return Err(DecodeError::Truncated("hello padding"));
+                }
+                if connection.0 != 0 {
+                    return Err(DecodeError::OutOfRange("hello connection id"));
+                }
+                let nonce = r.u64("nonce")?;
+                // The padding is ignored (any content, any length above the minimum).
+                let rest = r.remaining();
+                r.take(rest, "padding")?;
+                Packet::Hello { nonce }
+            }
+            2 => Packet::Welcome {
+                connection,
+                nonce: r.u64("nonce")?,
+                token: r.u64("token")?,
+                keepalive_ms: r.u32("keepalive")?,
+                idle_timeout_ms: r.u32("idle timeout")?,
+            },
+            3 => {
+                let token = r.u64("token")?;
+                let ack = Ack {
+                    next_expected: r.u32("ack")?,
+                    sack: r.u64("sack")?,
+                };
+                let mut segments = Vec::new();
+                while r.remaining() > 0 {
+                    let seq = r.u32("segment seq")?;
+                    let seg_flags = r.u8("segment flags")?;
+                    if seg_flags & !(SEG_FIRST | SEG_LAST) != 0 {
+                        return Err(DecodeError::UnsupportedFlags(seg_flags));
+                    }
+                    let len = usize::from(r.u16("segment length")?);
+                    let payload = r.take(len, "segment payload")?.to_vec();
+                    segments.push(Segment {
+                        seq,
+                        first: seg_flags & SEG_FIRST != 0,
+                        last: seg_flags & SEG_LAST != 0,
+                        payload,
+                    });
+                }
+                Packet::Data {
+                    connection,
+                    token,
+                    ack_requested: flags & FLAG_ACK_REQUESTED != 0,
+                    ack,
+                    segments,
+                }
+            }
+            4 => {
+                let token = r.u64("token")?;
+                let reason = match r.u8("close reason")? {
+                    0 => CloseCode::Leaving,
+                    1 => CloseCode::ServerShutdown,
+                    2 => CloseCode::ProtocolViolation,
+                    3 => CloseCode::TooSlow,
+                    4 => CloseCode::TimedOut,
+                    value => {
+                        return Err(DecodeError::UnknownKind {
+                            what: "close reason",
+                            value,
+                        });
+                    }
+                };
+                Packet::Close {
+                    connection,
+                    token,
+                    reason,
+                }
+            }
+            value => {
+                return Err(DecodeError::UnknownKind {
+                    what: "packet kind",
+                    value,
+                });
+            }
+        };
+        r.finish()?;
+        Ok(packet)
+    }
+
+    /// Appends the datagram's bytes to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        let (kind, flags, connection) = match self {
+            Packet::Hello { .. } => (PacketKind::Hello, 0, ConnectionId(0)),
+            Packet::Welcome { connection, .. } => (PacketKind::Welcome, 0, *connection),
+            Packet::Data {
+                connection,
+                ack_requested,
+                ..
+            } => {
+                let flags = if *ack_requested {
+                    FLAG_ACK_REQUESTED
+                } else {
+                    0
+                };
+                (PacketKind::Data, flags, *connection)
+            }
+            Packet::Close { connection, .. } => (PacketKind::Close, 0, *connection),
+        };
+        out.put_u8(MARKER);
+        out.put_u8(VERSION);
+        out.put_u8(kind as u8);
+        out.put_u8(flags);
+        out.put_u64(connection.0);
+        match self {
+            Packet::Hello { nonce } => {
+                out.put_u64(*nonce);
+                out.resize(start + HELLO_LEN, 0);
+            }
+            Packet::Welcome {
+                nonce,
+                token,
+                keepalive_ms,
+                idle_timeout_ms,
+                ..
+            } => {
+                out.put_u64(*nonce);
+                out.put_u64(*token);
+                out.put_u32(*keepalive_ms);
+                out.put_u32(*idle_timeout_ms);
+            }
+            Packet::Data {
+                token,
+                ack,
+                segments,
+                ..
+            } => {
+                out.put_u64(*token);
+                out.put_u32(ack.next_expected);
+                out.put_u64(ack.sack);
+                for segment in segments {
+                    segment.encode(out);
+                }
+            }
+            Packet::Close { token, reason, .. } => {
+                out.put_u64(*token);
+                out.put_u8(*reason as u8);
+            }
+        }
+    }
+
+    /// The encoded datagram as a new buffer.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.encode(&mut out);
+        out
+    }
+
+    /// How many bytes [`Packet::encode`] writes.
+    pub fn encoded_len(&self) -> usize {
+        HEADER_LEN
+            + match self {
+                Packet::Hello { .. } => HELLO_LEN - HEADER_LEN,
+                Packet::Welcome { .. } => 24,
+                Packet::Data { segments, .. } => {
+                    DATA_FIXED_LEN + segments.iter().map(Segment::encoded_len).sum::<usize>()
+                }
+                Packet::Close { .. } => 9,
+            }
+    }
+}
+
+impl Segment {
+    /// How many bytes this segment takes in a Data datagram.
+    pub fn encoded_len(&self) -> usize {
+        SEGMENT_HEADER_LEN + self.payload.len()
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.put_u32(self.seq);
+        let mut flags = 0;
+        if self.first {
+            flags |= SEG_FIRST;
+        }
+        if self.last {
+            flags |= SEG_LAST;
+        }
+        out.put_u8(flags);
+        // Payloads are at most MAX_SEGMENT_PAYLOAD bytes, far below u16::MAX.
+        out.put_u16(u16::try_from(self.payload.len()).unwrap_or(u16::MAX));
+        out.extend_from_slice(&self.payload);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(packet: &Packet) -> Vec<u8> {
+        let bytes = packet.to_bytes();
+        assert_eq!(bytes.len(), packet.encoded_len(), "{packet:?}");
+        assert_eq!(Packet::decode(&bytes).as_ref(), Ok(packet));
+        bytes
+    }
+
+    #[test]
+    fn hello_golden_bytes() {
+        let bytes = round_trip(&Packet::Hello {
+            nonce: 0x0102_0304_0506_0708,
+        });
+        let mut expected = vec![
+            0xF5, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8,
+        ];
+        expected.resize(HELLO_LEN, 0);
+        assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn welcome_golden_bytes_and_no_amplification() {
+        let welcome = Packet::Welcome {
+            connection: ConnectionId(0xAA),
+            nonce: 7,
+            token: 0x1122_3344_5566_7788,
+            keepalive_ms: 10_000,
+            idle_timeout_ms: 30_000,
+        };
+        let bytes = round_trip(&welcome);
+        assert_eq!(
+            bytes,
+            [
+                0xF5, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0xAA, // header
+                0, 0, 0, 0, 0, 0, 0, 7, // nonce
+                0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, // token
+                0, 0, 0x27, 0x10, 0, 0, 0x75, 0x30, // keepalive, idle timeout
+            ]
+        );
+        assert!(bytes.len() <= HELLO_LEN);
+    }
+
+    #[test]
+    fn data_golden_bytes() {
+        let data = Packet::Data {
+            connection: ConnectionId(1),
+            token: 2,
+            ack_requested: true,
+            ack: Ack {
+                next_expected: 5,
+                sack: 0b101,
+            },
+            segments: vec![
+                Segment {
+                    seq: 9,
+                    first: true,
+                    last: false,
+                    payload: b"ab".to_vec(),
+                },
+                Segment {
+                    seq: 10,
+                    first: false,
+                    last: true,
+                    payload: vec![],
+                },
+            ],
+        };
+        let bytes = round_trip(&data);
+        assert_eq!(
+            bytes,
+            [
+                0xF5, 1, 3, 2, 0, 0, 0, 0, 0, 0, 0, 1, // header, ACK_REQUESTED
+                0, 0, 0, 0, 0, 0, 0, 2, // token
+                0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 5, // ack
+                0, 0, 0, 9, 1, 0, 2, b'a', b'b', // segment 9, FIRST
+                0, 0, 0, 10, 2, 0, 0, // segment 10, LAST, empty
+            ]
+        );
+    }
+
+    #[test]
+    fn close_golden_bytes() {
+        let close = Packet::Close {
+            connection: ConnectionId(3),
+            token: 4,
+            reason: CloseCode::TooSlow,
+        };
+        assert_eq!(
+            round_trip(&close),
+            [
+                0xF5, 1, 4, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 4, 3
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_datagrams_are_errors_not_panics() {
+        let good = Packet::Data {
+            connection: ConnectionId(1),
+            token: 2,
+            ack_requested: false,
+            ack: Ack::default(),
+            segments: vec![Segment {
+                seq: 0,
+                first: true,
+                last: true,
+                payload: b"xyz".to_vec(),
+            }],
+        }
+        .to_bytes();
+        // Every truncation fails cleanly, but the one that cuts exactly before the segment,
+        // which is a well-formed acknowledgement alone.
+        for len in 0..good.len() {
+            let decoded = Packet::decode(&good[..len]);
+            if len == HEADER_LEN + DATA_FIXED_LEN {
+                assert!(
+                    matches!(decoded, Ok(Packet::Data { segments, .. }) if segments.is_empty())
+                );
+            } else {
+                assert!(decoded.is_err(), "len {len}");
+            }
+        }
+        let mut bad = good.clone();
+        bad[1] = 2;
+        assert_eq!(
+            Packet::decode(&bad),
+            Err(DecodeError::UnsupportedVersion(2))
+        );
+        let mut bad = good.clone();
+        bad[3] = 1; // ENCRYPTED is reserved
+        assert_eq!(Packet::decode(&bad), Err(DecodeError::UnsupportedFlags(1)));
+        let mut bad = good.clone();
+        bad[2] = 9;
+        assert!(matches!(
+            Packet::decode(&bad),
+            Err(DecodeError::UnknownKind { .. })
+        ));
+        assert_eq!(Packet::decode(b"hello"), Err(DecodeError::NotFramed));
+        let short_hello = [
+            0xF5, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        assert!(Packet::decode(&short_hello).is_err());
+    }
+
+    #[test]
+    fn a_full_segment_fits_the_datagram_budget() {
+        let data = Packet::Data {
+            connection: ConnectionId(1),
+            token: 2,
+            ack_requested: false,
+            ack: Ack::default(),
+            segments: vec![Segment {
+                seq: 0,
+                first: true,
+                last: true,
+                payload: vec![0; MAX_SEGMENT_PAYLOAD],
+            }],
+        };
+        assert_eq!(round_trip(&data).len(), MAX_DATAGRAM);
+    }
+}
