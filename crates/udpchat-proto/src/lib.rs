@@ -19,5 +19,10 @@
 //!   machine over plain UTF-8 datagrams, the lab's wire format: one message per datagram, no framing.
 
 pub mod lab;
+pub mod reliable;
+pub mod rng;
 pub mod text;
 pub mod wire;
+
+#[cfg(test)]
+pub(crate) mod testing;
