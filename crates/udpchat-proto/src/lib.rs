@@ -18,9 +18,12 @@
 //! - [`lab`]: the two-party chat of the lab's steps 3 and 4 (turn-based or full duplex), as a state
 //!   machine over plain UTF-8 datagrams, the lab's wire format: one message per datagram, no framing.
 
+pub mod client;
 pub mod lab;
 pub mod reliable;
 pub mod rng;
+pub mod room;
+pub mod server;
 pub mod text;
 pub mod wire;
 

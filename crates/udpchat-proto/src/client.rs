@@ -1,0 +1,307 @@
+//! A framed client, sans-IO: the handshake, then a reliable [`Connection`] carrying
+//! [`ClientMessage`]s out and [`ServerMessage`]s in.
+//!
+//! States, rustls-style: `ExpectWelcome` (Hello sent, repeated with back-off until the Welcome
+//! or `connect_timeout`), `Connected`, `Ended`. Call order as for [`Connection`]: inputs
+//! ([`handle_datagram`](Client::handle_datagram), [`handle_timeout`](Client::handle_timeout)),
+//! commands ([`send`](Client::send), [`close`](Client::close)), then drain
+//! [`poll_transmit`](Client::poll_transmit), read [`poll_timeout`](Client::poll_timeout), and
+//! drain [`poll_event`](Client::poll_event).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::reliable::{CloseReason, Connection, ConnectionConfig, ConnectionEvent, SendError};
+use crate::rng::RandomSource;
+use crate::wire::message::{ClientMessage, ServerMessage};
+use crate::wire::packet::{CloseCode, Packet};
+
+/// How a client behaves.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The connection's settings (keepalive and idle timeout are replaced by the server's).
+    pub connection: ConnectionConfig,
+    /// Give up when no Welcome came in this long.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            connection: ConnectionConfig::default(),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the client tells its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The server accepted us.
+    Connected,
+    /// A message from the server.
+    Message(ServerMessage),
+    /// The send queue has room again.
+    Unblocked,
+    /// The connection is over (or never came to be); the last event.
+    Closed(CloseReason),
+}
+
+#[derive(Debug)]
+enum State {
+    /// Hello sent; waiting for the Welcome.
+    ExpectWelcome {
+        nonce: u64,
+        started: Instant,
+        /// When the latest Hello went out, and how many went out.
+        sent: Option<(Instant, u32)>,
+        /// Messages sent before the connection existed, in order.
+        queued: VecDeque<Vec<u8>>,
+        queued_bytes: usize,
+    },
+    Connected(Box<Connection>),
+    Ended,
+}
+
+/// A framed udpchat client. See the [module docs](self).
+#[derive(Debug)]
+pub struct Client {
+    config: ClientConfig,
+    state: State,
+    events: VecDeque<ClientEvent>,
+}
+
+impl Client {
+    /// A client that will say Hello at its first `poll_transmit`.
+    pub fn new(config: ClientConfig, rng: &mut dyn RandomSource, now: Instant) -> Self {
+        let state = State::ExpectWelcome {
+            nonce: rng.next_u64(),
+            started: now,
+            sent: None,
+            queued: VecDeque::new(),
+            queued_bytes: 0,
+        };
+        Self {
+            config,
+            state,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// A datagram from the server (the driver drops datagrams from anyone else).
+    pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
+        // Anything malformed or unexpected is ignored: it may be forged, or stale.
+        let Ok(packet) = Packet::decode(datagram) else {
+            return;
+        };
+        match &mut self.state {
+            State::ExpectWelcome {
+                nonce,
+                sent,
+                queued,
+                ..
+            } => {
+                let Packet::Welcome {
+                    connection,
+                    nonce: echoed,
+                    token,
+                    keepalive_ms,
+                    idle_timeout_ms,
+                } = packet
+                else {
+                    return;
+                };
+                if echoed != *nonce {
+                    return;
+                }
+                // Karn: the handshake gives an RTT sample only if the Hello went out once.
+                let sample = match sent {
+                    Some((at, 1)) => Some(now.saturating_duration_since(*at)),
+                    _ => None,
+                };
+                let mut config = self.config.connection.clone();
+                config.keepalive = Some(Duration::from_millis(u64::from(keepalive_ms.max(100))));
+                config.idle_timeout = Duration::from_millis(u64::from(idle_timeout_ms.max(1000)));
+                let mut conn = Connection::new(connection, token, config, now, sample);
+                for message in queued.drain(..) {
+                    // The queue was bounded by the same limit, so this cannot be refused.
+                    let _ = conn.send_message(message);
+                }
+                self.state = State::Connected(Box::new(conn));
+                self.events.push_back(ClientEvent::Connected);
+            }
+            State::Connected(conn) => {
+                match &packet {
+                    Packet::Data {
+                        connection, token, ..
+                    }
+                    | Packet::Close {
+                        connection, token, ..
+                    } if *connection == conn.id() && *token == conn.token() => {}
+                    _ => return,
+                }
+                conn.handle_packet(now, packet);
+                self.on_connection_events(now);
+            }
+            State::Ended => {}
+        }
+    }
+
+    /// Timers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match &mut self.state {
+            State::ExpectWelcome { started, .. } => {
+                if now >= *started + self.config.connect_timeout {
+                    self.end(CloseReason::TimedOut);
+                }
+            }
+            State::Connected(conn) => {
+                conn.handle_timeout(now);
+                self.on_connection_events(now);
+            }
+            State::Ended => {}
+        }
+    }
+
+    /// Sends one message to the server, reliably and in order (queued until connected).
+    ///
+    /// # Errors
+    /// [`SendError::QueueFull`] with the message's bytes when the queue is full (wait for
+    /// `Unblocked`); [`SendError::Closed`] after the end.
+    pub fn send(&mut self, message: &ClientMessage) -> Result<(), SendError> {
+        let bytes = message.to_bytes();
+        match &mut self.state {
+            State::ExpectWelcome {
+                queued,
+                queued_bytes,
+                ..
+            } => {
+                if *queued_bytes > 0
+                    && *queued_bytes + bytes.len() > self.config.connection.max_queued_bytes
+                {
+                    return Err(SendError::QueueFull(bytes));
+                }
+                *queued_bytes += bytes.len();
+                queued.push_back(bytes);
+                Ok(())
+            }
+            State::Connected(conn) => conn.send_message(bytes),
+            State::Ended => Err(SendError::Closed(bytes)),
+        }
+    }
+
+    /// Leaves: tells the server, lingers briefly, ends.
+    pub fn close(&mut self, now: Instant) {
+        match &mut self.state {
+            State::Connected(conn) => {
+                conn.close(now, CloseCode::Leaving);
+                self.on_connection_events(now);
+            }
+            State::ExpectWelcome { .. } => self.end(CloseReason::LocallyClosed(CloseCode::Leaving)),
+            State::Ended => {}
+        }
+    }
+
+    /// The next datagram to send to the server.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
+        match &mut self.state {
+            State::ExpectWelcome { nonce, sent, .. } => {
+                let due = match sent {
+                    None => true,
+                    Some((at, count)) => now >= *at + hello_interval(&self.config, *count),
+                };
+                if !due {
+                    return None;
+                }
+                let count = sent.map_or(1, |(_, n)| n + 1);
+                *sent = Some((now, count));
+                Some(Packet::Hello { nonce: *nonce }.to_bytes())
+            }
+            State::Connected(conn) => conn.poll_transmit(now),
+            State::Ended => None,
+        }
+    }
+
+    /// When `handle_timeout` must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.state {
+            State::ExpectWelcome { started, sent, .. } => {
+                let give_up = *started + self.config.connect_timeout;
+                Some(match sent {
+                    Some((at, count)) => give_up.min(*at + hello_interval(&self.config, *count)),
+                    None => *started,
+                })
+            }
+            State::Connected(conn) => conn.poll_timeout(),
+            State::Ended => None,
+        }
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// Connected and not closed.
+    pub fn is_connected(&self) -> bool {
+        matches!(&self.state, State::Connected(c) if !c.is_closed())
+    }
+
+    /// Everything sent has been acknowledged by the server.
+    pub fn is_send_idle(&self) -> bool {
+        match &self.state {
+            State::ExpectWelcome { queued, .. } => queued.is_empty(),
+            State::Connected(conn) => conn.is_send_idle(),
+            State::Ended => true,
+        }
+    }
+
+    /// Over: nothing more will happen.
+    pub fn is_drained(&self) -> bool {
+        match &self.state {
+            State::Connected(conn) => conn.is_drained(),
+            State::Ended => true,
+            State::ExpectWelcome { .. } => false,
+        }
+    }
+
+    /// The smoothed round-trip time, once known.
+    pub fn rtt(&self) -> Option<Duration> {
+        match &self.state {
+            State::Connected(conn) => conn.rtt(),
+            _ => None,
+        }
+    }
+
+    fn on_connection_events(&mut self, now: Instant) {
+        let State::Connected(conn) = &mut self.state else {
+            return;
+        };
+        while let Some(event) = conn.poll_event() {
+            match event {
+                ConnectionEvent::Message(bytes) => match ServerMessage::decode(&bytes) {
+                    Ok(message) => self.events.push_back(ClientEvent::Message(message)),
+                    // The server broke the protocol: nothing it says can be trusted now.
+                    Err(_) => conn.close(now, CloseCode::ProtocolViolation),
+                },
+                ConnectionEvent::Unblocked => self.events.push_back(ClientEvent::Unblocked),
+                ConnectionEvent::Closed(reason) => {
+                    self.events.push_back(ClientEvent::Closed(reason))
+                }
+            }
+        }
+    }
+
+    fn end(&mut self, reason: CloseReason) {
+        self.state = State::Ended;
+        self.events.push_back(ClientEvent::Closed(reason));
+    }
+}
+
+/// Hello back-off: the initial RTO, doubled per attempt, at most the maximum RTO.
+fn hello_interval(config: &ClientConfig, count: u32) -> Duration {
+    let rto = config.connection.rto;
+    rto.initial
+        .saturating_mul(1 << count.saturating_sub(1).min(8))
+        .min(rto.max)
+}

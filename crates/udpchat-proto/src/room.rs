@@ -1,0 +1,853 @@
+//! Rooms, nicks and history: the chat itself, with no notion of transport.
+//!
+//! [`Chat::apply`] takes a member's command and returns what each member must be told, as
+//! `(recipient, message)` pairs, in order. The server decides how each reaches its recipient
+//! (a reliable connection, or a plain-text line for a guest). Everything here is bounded by
+//! [`ChatLimits`].
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+
+use crate::wire::message::{ClientMessage, ErrorCode, MAX_NAME, MessageKind, ServerMessage};
+use crate::wire::packet::ConnectionId;
+
+/// Who a member is: a framed connection or a plain-text guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MemberId {
+    /// A client with a reliable connection.
+    Connection(ConnectionId),
+    /// A plain-text guest, known by its address.
+    Guest(SocketAddr),
+}
+
+/// The prefix reserved for guests' nicks; framed clients cannot take it.
+pub const GUEST_PREFIX: &str = "guest-";
+
+/// Limits on what the chat holds.
+#[derive(Debug, Clone)]
+pub struct ChatLimits {
+    /// Messages each room keeps for late joiners.
+    pub history_len: usize,
+    /// Rooms at most.
+    pub max_rooms: usize,
+    /// Members per room at most.
+    pub max_members_per_room: usize,
+    /// Rooms one member may be in at most.
+    pub max_rooms_per_member: usize,
+}
+
+impl Default for ChatLimits {
+    fn default() -> Self {
+        Self {
+            history_len: 100,
+            max_rooms: 1000,
+            max_members_per_room: 10_000,
+            max_rooms_per_member: 32,
+        }
+    }
+}
+
+/// One message kept for late joiners.
+#[derive(Debug, Clone)]
+struct HistoryEntry {
+    from: String,
+    kind: MessageKind,
+    text: String,
+}
+
+/// A room.
+#[derive(Debug, Default)]
+struct Room {
+    /// The name as first written.
+    name: String,
+    members: BTreeSet<MemberId>,
+    topic: String,
+    topic_by: String,
+    history: VecDeque<HistoryEntry>,
+}
+
+/// What each member must be told, in order.
+pub type Outbox = Vec<(MemberId, ServerMessage)>;
+
+/// All rooms and nicks of a server.
+#[derive(Debug, Default)]
+pub struct Chat {
+    limits: ChatLimits,
+    /// Rooms by lowercased name.
+    rooms: HashMap<String, Room>,
+    /// Nick (lowercased) to member.
+    nick_owners: HashMap<String, MemberId>,
+    /// Member to nick, as written.
+    nicks: HashMap<MemberId, String>,
+    /// Member to the rooms (lowercased) it is in.
+    memberships: HashMap<MemberId, BTreeSet<String>>,
+}
+
+/// Whether `name` may be a nick or room name: 1 to 32 bytes of letters, digits and `-_.[]{}|^`,
+/// not starting with a digit or `-`.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || "-_.[]{}|^".contains(c))
+        && !name.starts_with(|c: char| c.is_ascii_digit() || c == '-')
+}
+
+fn key(name: &str) -> String {
+    name.to_lowercase()
+}
+
+fn error(code: ErrorCode, text: impl Into<String>) -> ServerMessage {
+    ServerMessage::Error {
+        code,
+        text: text.into(),
+    }
+}
+
+impl Chat {
+    /// An empty chat with these limits.
+    pub fn new(limits: ChatLimits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
+    }
+
+    /// The member's nick, if it has one.
+    pub fn nick(&self, member: MemberId) -> Option<&str> {
+        self.nicks.get(&member).map(String::as_str)
+    }
+
+    /// Who holds `nick`.
+    pub fn member_by_nick(&self, nick: &str) -> Option<MemberId> {
+        self.nick_owners.get(&key(nick)).copied()
+    }
+
+    /// How many rooms exist.
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// Gives a guest its nick (no validation: the server derives it) and puts it in `room`.
+    pub fn add_guest(&mut self, member: MemberId, nick: &str, room: &str) -> Outbox {
+        self.nick_owners.insert(key(nick), member);
+        self.nicks.insert(member, nick.to_owned());
+        let mut out = Outbox::new();
+        self.join(member, room, &mut out);
+        out
+    }
+
+    /// Whether `nick` is free.
+    pub fn is_nick_free(&self, nick: &str) -> bool {
+        !self.nick_owners.contains_key(&key(nick))
+    }
+
+    /// Carries out one command from `member`.
+    pub fn apply(&mut self, member: MemberId, command: ClientMessage) -> Outbox {
+        let mut out = Outbox::new();
+        match command {
+            ClientMessage::Nick { nick } => self.set_nick(member, &nick, &mut out),
+            other if !self.nicks.contains_key(&member) => {
+                let _ = other;
+                out.push((member, error(ErrorCode::NoNick, "choose a nick first")));
+            }
+            ClientMessage::Join { room } => self.join(member, &room, &mut out),
+            ClientMessage::Part { room } => self.part(member, &room, "part", &mut out),
+            ClientMessage::Say { room, text } => {
+                self.say(member, &room, MessageKind::Say, text, &mut out);
+            }
+            ClientMessage::Action { room, text } => {
+                self.say(member, &room, MessageKind::Action, text, &mut out);
+            }
+            ClientMessage::Private { to, text } => self.private(member, &to, text, &mut out),
+            ClientMessage::Who { room } => {
+                let names = self.names(&room);
+                out.push((
+                    member,
+                    ServerMessage::Names {
+                        room: self.display(&room),
+                        nicks: names,
+                    },
+                ));
+            }
+            ClientMessage::Topic { room, topic } => self.topic(member, &room, topic, &mut out),
+        }
+        out
+    }
+
+    /// Removes `member` from everything (disconnect, timeout, eviction): its rooms hear
+    /// `Left` with `reason`, and its nick is freed.
+    pub fn remove(&mut self, member: MemberId, reason: &str) -> Outbox {
+        let mut out = Outbox::new();
+        let rooms: Vec<String> = self
+            .memberships
+            .get(&member)
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default();
+        for room in rooms {
+            self.part(member, &room, reason, &mut out);
+        }
+        self.memberships.remove(&member);
+        if let Some(nick) = self.nicks.remove(&member) {
+            self.nick_owners.remove(&key(&nick));
+        }
+        // The member is gone: nothing addressed to it can be delivered.
+        out.retain(|(to, _)| *to != member);
+        out
+    }
+
+    fn set_nick(&mut self, member: MemberId, nick: &str, out: &mut Outbox) {
+        if !is_valid_name(nick) || nick.to_lowercase().starts_with(GUEST_PREFIX) {
+            out.push((
+                member,
+                error(
+                    ErrorCode::InvalidName,
+                    format!("'{nick}' is not a valid nick"),
+                ),
+            ));
+            return;
+        }
+        match self.nick_owners.get(&key(nick)) {
+            Some(owner) if *owner != member => {
+                out.push((
+                    member,
+                    error(ErrorCode::NickTaken, format!("nick {nick} is taken")),
+                ));
+                return;
+            }
+            _ => {}
+        }
+        let old = self.nicks.insert(member, nick.to_owned());
+        if let Some(old) = &old {
+            self.nick_owners.remove(&key(old));
+        }
+        self.nick_owners.insert(key(nick), member);
+        out.push((
+            member,
+            ServerMessage::NickSet {
+                nick: nick.to_owned(),
+            },
+        ));
+        if let Some(old) = old
+            && old != nick
+        {
+            for peer in self.peers_of(member) {
+                out.push((
+                    peer,
+                    ServerMessage::NickChanged {
+                        old: old.clone(),
+                        new: nick.to_owned(),
+                    },
+                ));
+            }
+        }
+    }
+
+    fn join(&mut self, member: MemberId, room: &str, out: &mut Outbox) {
+        if !is_valid_name(room) {
+            out.push((
+                member,
+                error(
+                    ErrorCode::InvalidName,
+                    format!("'{room}' is not a valid room"),
+                ),
+            ));
+            return;
+        }
+        let k = key(room);
+        let Some(nick) = self.nicks.get(&member).cloned() else {
+            return;
+        };
+        if !self.rooms.contains_key(&k) && self.rooms.len() >= self.limits.max_rooms {
+            out.push((
+                member,
+                error(ErrorCode::Full, "too many rooms on this server"),
+            ));
+            return;
+        }
+        let mine = self.memberships.entry(member).or_default();
+        if mine.contains(&k) {
+            return;
+        }
+        if mine.len() >= self.limits.max_rooms_per_member {
+            out.push((member, error(ErrorCode::Full, "you are in too many rooms")));
+            return;
+        }
+        let r = self.rooms.entry(k.clone()).or_insert_with(|| Room {
+            name: room.to_owned(),
+            ..Room::default()
+        });
+        if r.members.len() >= self.limits.max_members_per_room {
+            out.push((
+                member,
+                error(ErrorCode::Full, format!("room {} is full", r.name)),
+            ));
+            return;
+        }
+        r.members.insert(member);
+        mine.insert(k.clone());
+        let name = r.name.clone();
+        for &m in &r.members {
+            out.push((
+                m,
+                ServerMessage::Joined {
+                    room: name.clone(),
+                    nick: nick.clone(),
+                },
+            ));
+        }
+        if !r.topic.is_empty() {
+            out.push((
+                member,
+                ServerMessage::Topic {
+                    room: name.clone(),
+                    topic: r.topic.clone(),
+                    set_by: r.topic_by.clone(),
+                },
+            ));
+        }
+        let names = r
+            .members
+            .iter()
+            .filter_map(|m| self.nicks.get(m).cloned())
+            .collect();
+        out.push((
+            member,
+            ServerMessage::Names {
+                room: name.clone(),
+                nicks: names,
+            },
+        ));
+        for entry in &r.history {
+            out.push((
+                member,
+                ServerMessage::Message {
+                    room: name.clone(),
+                    from: entry.from.clone(),
+                    kind: entry.kind,
+                    history: true,
+                    text: entry.text.clone(),
+                },
+            ));
+        }
+    }
+
+    fn part(&mut self, member: MemberId, room: &str, reason: &str, out: &mut Outbox) {
+        let k = key(room);
+        let Some(r) = self.rooms.get_mut(&k) else {
+            out.push((
+                member,
+                error(ErrorCode::NotInRoom, format!("you are not in {room}")),
+            ));
+            return;
+        };
+        if !r.members.contains(&member) {
+            out.push((
+                member,
+                error(ErrorCode::NotInRoom, format!("you are not in {room}")),
+            ));
+            return;
+        }
+        let nick = self.nicks.get(&member).cloned().unwrap_or_default();
+        for &m in &r.members {
+            out.push((
+                m,
+                ServerMessage::Left {
+                    room: r.name.clone(),
+                    nick: nick.clone(),
+                    reason: reason.to_owned(),
+                },
+            ));
+        }
+        r.members.remove(&member);
+        // An empty room is forgotten unless it has history for a later joiner.
+        if r.members.is_empty() && r.history.is_empty() {
+            self.rooms.remove(&k);
+        }
+        if let Some(mine) = self.memberships.get_mut(&member) {
+            mine.remove(&k);
+        }
+    }
+
+    fn say(
+        &mut self,
+        member: MemberId,
+        room: &str,
+        kind: MessageKind,
+        text: String,
+        out: &mut Outbox,
+    ) {
+        let k = key(room);
+        let nick = self.nicks.get(&member).cloned().unwrap_or_default();
+        let Some(r) = self
+            .rooms
+            .get_mut(&k)
+            .filter(|r| r.members.contains(&member))
+        else {
+            out.push((
+                member,
+                error(ErrorCode::NotInRoom, format!("you are not in {room}")),
+            ));
+            return;
+        };
+        if r.history.len() >= self.limits.history_len {
+            r.history.pop_front();
+        }
+        if self.limits.history_len > 0 {
+            r.history.push_back(HistoryEntry {
+                from: nick.clone(),
+                kind,
+                text: text.clone(),
+            });
+        }
+        for &m in &r.members {
+            out.push((
+                m,
+                ServerMessage::Message {
+                    room: r.name.clone(),
+                    from: nick.clone(),
+                    kind,
+                    history: false,
+                    text: text.clone(),
+                },
+            ));
+        }
+    }
+
+    fn private(&mut self, member: MemberId, to: &str, text: String, out: &mut Outbox) {
+        let from = self.nicks.get(&member).cloned().unwrap_or_default();
+        let Some(&target) = self.nick_owners.get(&key(to)) else {
+            out.push((
+                member,
+                error(ErrorCode::NoSuchNick, format!("no such nick: {to}")),
+            ));
+            return;
+        };
+        let to = self
+            .nicks
+            .get(&target)
+            .cloned()
+            .unwrap_or_else(|| to.to_owned());
+        let msg = ServerMessage::Private { from, to, text };
+        out.push((target, msg.clone()));
+        if target != member {
+            out.push((member, msg));
+        }
+    }
+
+    fn topic(&mut self, member: MemberId, room: &str, topic: Option<String>, out: &mut Outbox) {
+        let k = key(room);
+        let nick = self.nicks.get(&member).cloned().unwrap_or_default();
+        let Some(r) = self.rooms.get_mut(&k) else {
+            out.push((
+                member,
+                error(ErrorCode::NotInRoom, format!("no room {room}")),
+            ));
+            return;
+        };
+        match topic {
+            None => out.push((
+                member,
+                ServerMessage::Topic {
+                    room: r.name.clone(),
+                    topic: r.topic.clone(),
+                    set_by: r.topic_by.clone(),
+                },
+            )),
+            Some(_) if !r.members.contains(&member) => {
+                out.push((
+                    member,
+                    error(ErrorCode::NotInRoom, format!("you are not in {room}")),
+                ));
+            }
+            Some(topic) => {
+                r.topic = topic;
+                r.topic_by = nick;
+                for &m in &r.members {
+                    out.push((
+                        m,
+                        ServerMessage::Topic {
+                            room: r.name.clone(),
+                            topic: r.topic.clone(),
+                            set_by: r.topic_by.clone(),
+                        },
+                    ));
+                }
+            }
+        }
+    }
+
+    fn names(&self, room: &str) -> Vec<String> {
+        self.rooms
+            .get(&key(room))
+            .map(|r| {
+                r.members
+                    .iter()
+                    .filter_map(|m| self.nicks.get(m).cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The room's name as first written, or `room` if it does not exist.
+    fn display(&self, room: &str) -> String {
+        self.rooms
+            .get(&key(room))
+            .map_or_else(|| room.to_owned(), |r| r.name.clone())
+    }
+
+    /// Everyone who shares a room with `member`, once each, excluding `member`... and including
+    /// it, so that it sees its own nick change.
+    fn peers_of(&self, member: MemberId) -> BTreeSet<MemberId> {
+        let mut peers = BTreeSet::new();
+        peers.insert(member);
+        for k in self.memberships.get(&member).into_iter().flatten() {
+            if let Some(r) = self.rooms.get(k) {
+                peers.extend(r.members.iter().copied());
+            }
+        }
+        peers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(n: u64) -> MemberId {
+        MemberId::Connection(ConnectionId(n))
+    }
+
+    fn nick(chat: &mut Chat, who: MemberId, name: &str) {
+        let out = chat.apply(who, ClientMessage::Nick { nick: name.into() });
+        assert_eq!(
+            out,
+            vec![(who, ServerMessage::NickSet { nick: name.into() })]
+        );
+    }
+
+    fn say(room: &str, text: &str) -> ClientMessage {
+        ClientMessage::Say {
+            room: room.into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn names_are_validated() {
+        for ok in ["ada", "Ada_Lovelace", "x", "a-b", "[bot]", "élan"] {
+            assert!(is_valid_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "9lives",
+            "-x",
+            "a b",
+            "a\u{1b}b",
+            "a:b",
+            &"x".repeat(33),
+        ] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn nicks_are_unique_case_insensitively_and_guest_prefix_is_reserved() {
+        let mut chat = Chat::default();
+        nick(&mut chat, m(1), "Ada");
+        let out = chat.apply(m(2), ClientMessage::Nick { nick: "ada".into() });
+        assert!(matches!(
+            &out[..],
+            [(
+                _,
+                ServerMessage::Error {
+                    code: ErrorCode::NickTaken,
+                    ..
+                }
+            )]
+        ));
+        let out = chat.apply(
+            m(2),
+            ClientMessage::Nick {
+                nick: "guest-1".into(),
+            },
+        );
+        assert!(matches!(
+            &out[..],
+            [(
+                _,
+                ServerMessage::Error {
+                    code: ErrorCode::InvalidName,
+                    ..
+                }
+            )]
+        ));
+        // Nothing but /nick before a nick.
+        let out = chat.apply(
+            m(2),
+            ClientMessage::Join {
+                room: "lobby".into(),
+            },
+        );
+        assert!(matches!(
+            &out[..],
+            [(
+                _,
+                ServerMessage::Error {
+                    code: ErrorCode::NoNick,
+                    ..
+                }
+            )]
+        ));
+    }
+
+    #[test]
+    fn joining_tells_everyone_and_replays_history_to_the_joiner_only() {
+        let mut chat = Chat::default();
+        nick(&mut chat, m(1), "ada");
+        chat.apply(
+            m(1),
+            ClientMessage::Join {
+                room: "lobby".into(),
+            },
+        );
+        chat.apply(m(1), say("lobby", "first"));
+        nick(&mut chat, m(2), "bob");
+        let out = chat.apply(
+            m(2),
+            ClientMessage::Join {
+                room: "lobby".into(),
+            },
+        );
+        assert_eq!(
+            out,
+            vec![
+                (
+                    m(1),
+                    ServerMessage::Joined {
+                        room: "lobby".into(),
+                        nick: "bob".into()
+                    }
+                ),
+                (
+                    m(2),
+                    ServerMessage::Joined {
+                        room: "lobby".into(),
+                        nick: "bob".into()
+                    }
+                ),
+                (
+                    m(2),
+                    ServerMessage::Names {
+                        room: "lobby".into(),
+                        nicks: vec!["ada".into(), "bob".into()]
+                    }
+                ),
+                (
+                    m(2),
+                    ServerMessage::Message {
+                        room: "lobby".into(),
+                        from: "ada".into(),
+                        kind: MessageKind::Say,
+                        history: true,
+                        text: "first".into()
+                    }
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn history_keeps_the_last_n() {
+        let mut chat = Chat::new(ChatLimits {
+            history_len: 3,
+            ..ChatLimits::default()
+        });
+        nick(&mut chat, m(1), "ada");
+        chat.apply(m(1), ClientMessage::Join { room: "r".into() });
+        for i in 0..10 {
+            chat.apply(m(1), say("r", &i.to_string()));
+        }
+        nick(&mut chat, m(2), "bob");
+        let out = chat.apply(m(2), ClientMessage::Join { room: "r".into() });
+        let replayed: Vec<String> = out
+            .into_iter()
+            .filter_map(|(_, msg)| match msg {
+                ServerMessage::Message {
+                    text,
+                    history: true,
+                    ..
+                } => Some(text),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(replayed, ["7", "8", "9"]);
+    }
+
+    #[test]
+    fn rooms_are_isolated_and_speaking_needs_membership() {
+        let mut chat = Chat::default();
+        nick(&mut chat, m(1), "ada");
+        nick(&mut chat, m(2), "bob");
+        chat.apply(m(1), ClientMessage::Join { room: "a".into() });
+        chat.apply(m(2), ClientMessage::Join { room: "b".into() });
+        let out = chat.apply(m(1), say("a", "only a"));
+        assert!(out.iter().all(|(to, _)| *to == m(1)));
+        let out = chat.apply(m(1), say("b", "not a member"));
+        assert!(matches!(
+            &out[..],
+            [(
+                _,
+                ServerMessage::Error {
+                    code: ErrorCode::NotInRoom,
+                    ..
+                }
+            )]
+        ));
+    }
+
+    #[test]
+    fn private_messages_reach_the_target_and_echo_to_the_sender() {
+        let mut chat = Chat::default();
+        nick(&mut chat, m(1), "ada");
+        nick(&mut chat, m(2), "Bob");
+        let out = chat.apply(
+            m(1),
+            ClientMessage::Private {
+                to: "bob".into(),
+                text: "psst".into(),
+            },
+        );
+        let msg = ServerMessage::Private {
+            from: "ada".into(),
+            to: "Bob".into(),
+            text: "psst".into(),
+        };
+        assert_eq!(out, vec![(m(2), msg.clone()), (m(1), msg)]);
+        let out = chat.apply(
+            m(1),
+            ClientMessage::Private {
+                to: "carol".into(),
+                text: "?".into(),
+            },
+        );
+        assert!(matches!(
+            &out[..],
+            [(
+                _,
+                ServerMessage::Error {
+                    code: ErrorCode::NoSuchNick,
+                    ..
+                }
+            )]
+        ));
+    }
+
+    #[test]
+    fn removal_tells_the_rooms_and_frees_the_nick() {
+        let mut chat = Chat::default();
+        nick(&mut chat, m(1), "ada");
+        nick(&mut chat, m(2), "bob");
+        chat.apply(m(1), ClientMessage::Join { room: "r".into() });
+        chat.apply(m(2), ClientMessage::Join { room: "r".into() });
+        let out = chat.remove(m(1), "timeout");
+        assert_eq!(
+            out,
+            vec![(
+                m(2),
+                ServerMessage::Left {
+                    room: "r".into(),
+                    nick: "ada".into(),
+                    reason: "timeout".into()
+                }
+            )]
+        );
+        assert!(chat.is_nick_free("ada"));
+        nick(&mut chat, m(3), "ada");
+    }
+
+    #[test]
+    fn nick_changes_are_seen_by_room_peers() {
+        let mut chat = Chat::default();
+        nick(&mut chat, m(1), "ada");
+        nick(&mut chat, m(2), "bob");
+        chat.apply(m(1), ClientMessage::Join { room: "r".into() });
+        chat.apply(m(2), ClientMessage::Join { room: "r".into() });
+        let out = chat.apply(
+            m(1),
+            ClientMessage::Nick {
+                nick: "ada2".into(),
+            },
+        );
+        let changed = ServerMessage::NickChanged {
+            old: "ada".into(),
+            new: "ada2".into(),
+        };
+        assert!(out.contains(&(m(2), changed.clone())));
+        assert!(out.contains(&(m(1), changed)));
+        assert!(chat.is_nick_free("ada"));
+    }
+
+    #[test]
+    fn topics_are_set_by_members_and_shown_to_joiners() {
+        let mut chat = Chat::default();
+        nick(&mut chat, m(1), "ada");
+        chat.apply(m(1), ClientMessage::Join { room: "r".into() });
+        chat.apply(
+            m(1),
+            ClientMessage::Topic {
+                room: "r".into(),
+                topic: Some("rust".into()),
+            },
+        );
+        nick(&mut chat, m(2), "bob");
+        let out = chat.apply(m(2), ClientMessage::Join { room: "r".into() });
+        assert!(out.contains(&(
+            m(2),
+            ServerMessage::Topic {
+                room: "r".into(),
+                topic: "rust".into(),
+                set_by: "ada".into()
+            }
+        )));
+    }
+
+    #[test]
+    fn limits_hold() {
+        let limits = ChatLimits {
+            max_rooms: 2,
+            max_members_per_room: 1,
+            max_rooms_per_member: 2,
+            history_len: 1,
+        };
+        let mut chat = Chat::new(limits);
+        nick(&mut chat, m(1), "ada");
+        nick(&mut chat, m(2), "bob");
+        chat.apply(m(1), ClientMessage::Join { room: "a".into() });
+        let out = chat.apply(m(2), ClientMessage::Join { room: "a".into() });
+        assert!(matches!(
+            &out[..],
+            [(
+                _,
+                ServerMessage::Error {
+                    code: ErrorCode::Full,
+                    ..
+                }
+            )]
+        ));
+        chat.apply(m(1), ClientMessage::Join { room: "b".into() });
+        let out = chat.apply(m(2), ClientMessage::Join { room: "c".into() });
+        assert!(matches!(
+            &out[..],
+            [(
+                _,
+                ServerMessage::Error {
+                    code: ErrorCode::Full,
+                    ..
+                }
+            )]
+        ));
+        assert_eq!(chat.room_count(), 2);
+    }
+}

@@ -1,0 +1,735 @@
+//! The room server, sans-IO: many framed clients and plain-text guests on one UDP port.
+//!
+//! ```text
+//! datagram ──► handle_datagram(now, from, bytes)
+//!                 ├─ starts with 0xF5 ─► Hello: new connection (Welcome, never larger)
+//!                 │                      Data/Close: the connection for that id, token, address
+//!                 └─ anything else ────► a guest's line (plain text, the lab's format)
+//!              commands ──► Chat (rooms, nicks, history) ──► deliveries per member
+//!                 ├─ connection: reliable message (a slow member is evicted, never waited for)
+//!                 └─ guest: a `nick: text` line, within the guest's byte budget
+//! poll_transmit(now) ◄── round-robin over connections with output, then direct datagrams
+//! ```
+//!
+//! Call order as for [`Connection`]: inputs ([`handle_datagram`](Server::handle_datagram),
+//! [`handle_timeout`](Server::handle_timeout)), command [`shutdown`](Server::shutdown), then
+//! drain [`poll_transmit`](Server::poll_transmit), read [`poll_timeout`](Server::poll_timeout),
+//! drain [`poll_event`](Server::poll_event) (for logs).
+//!
+//! Guests: a guest is anyone sending plain text. Its lines are messages in the default room
+//! from a nick derived from its address; `bye` or `peer_timeout` of silence ends it. Until it
+//! shows it is really there, by sending back the code the server gave it (`/ok 1234`), the
+//! server never sends it more bytes than it has received from it, so a forged source address
+//! cannot turn the server into an amplifier.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::reliable::{CloseReason, Connection, ConnectionConfig, ConnectionEvent, SendError};
+use crate::rng::RandomSource;
+use crate::room::{Chat, ChatLimits, GUEST_PREFIX, MemberId, Outbox};
+use crate::text;
+use crate::wire::is_framed;
+use crate::wire::message::{ClientMessage, MAX_TEXT, MessageKind, ServerMessage};
+use crate::wire::packet::{CloseCode, ConnectionId, Packet};
+
+/// How the server behaves; every bound is here.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Settings of each client connection (`idle_timeout` is the peer timeout).
+    pub connection: ConnectionConfig,
+    /// How often clients should send a keepalive when idle.
+    pub keepalive: Duration,
+    /// Connections at most; further Hellos are ignored.
+    pub max_connections: usize,
+    /// Whether plain-text guests are accepted.
+    pub guests: bool,
+    /// Guests at most.
+    pub max_guests: usize,
+    /// Lines queued for a guest that has no byte budget yet; the oldest are dropped beyond.
+    pub guest_queue_lines: usize,
+    /// The room guests talk in, and the usual first room.
+    pub default_room: String,
+    /// Room limits.
+    pub chat: ChatLimits,
+}
+
+impl ServerConfig {
+    /// The defaults, with `peer_timeout` as the idle timeout of connections and guests.
+    pub fn with_peer_timeout(peer_timeout: Duration) -> Self {
+        let connection = ConnectionConfig {
+            keepalive: None,
+            idle_timeout: peer_timeout,
+            ..ConnectionConfig::default()
+        };
+        Self {
+            connection,
+            keepalive: (peer_timeout / 3).max(Duration::from_millis(100)),
+            max_connections: 10_000,
+            guests: true,
+            max_guests: 1_000,
+            guest_queue_lines: 64,
+            default_room: "lobby".into(),
+            chat: ChatLimits::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self::with_peer_timeout(Duration::from_secs(30))
+    }
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to.
+    pub destination: SocketAddr,
+    /// The bytes.
+    pub payload: Vec<u8>,
+}
+
+/// Something worth a log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// A framed client connected.
+    Connected {
+        /// Its connection.
+        id: ConnectionId,
+        /// Its address.
+        addr: SocketAddr,
+    },
+    /// A framed client's connection ended.
+    Disconnected {
+        /// Its connection.
+        id: ConnectionId,
+        /// Its address.
+        addr: SocketAddr,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// A guest arrived.
+    GuestArrived {
+        /// Its address.
+        addr: SocketAddr,
+        /// The nick it was given.
+        nick: String,
+    },
+    /// A guest left.
+    GuestLeft {
+        /// Its address.
+        addr: SocketAddr,
+        /// Its nick.
+        nick: String,
+        /// Why: "quit" or "timeout".
+        reason: &'static str,
+    },
+    /// A datagram was refused (limits, guests disabled, malformed).
+    Refused {
+        /// From whom.
+        addr: SocketAddr,
+        /// Why.
+        why: &'static str,
+    },
+}
+
+/// A framed client.
+#[derive(Debug)]
+struct Peer {
+    addr: SocketAddr,
+    conn: Connection,
+    /// The Hello that created it, to answer a repeated Hello (lost Welcome) with the same
+    /// Welcome.
+    hello_nonce: u64,
+    /// Still a chat member (false once its end was handled, while it lingers to drain).
+    member: bool,
+}
+
+/// A plain-text guest.
+#[derive(Debug)]
+struct Guest {
+    nick: String,
+    /// Bytes it may still be sent before it is validated.
+    credit: usize,
+    /// It sent back its code: no byte budget any more.
+    validated: bool,
+    /// The code it must send back.
+    code: u16,
+    /// Lines waiting for credit (validated guests never wait).
+    queue: VecDeque<Vec<u8>>,
+    /// Lines dropped because the queue was full.
+    dropped: u64,
+    last_heard: Instant,
+    /// It ends its lines with a newline (like `nc`), so we do too.
+    newline: bool,
+}
+
+/// The room server. See the [module docs](self).
+pub struct Server {
+    config: ServerConfig,
+    rng: Box<dyn RandomSource>,
+    /// A secret for guest codes.
+    guest_secret: u64,
+    peers: HashMap<ConnectionId, Peer>,
+    by_addr: HashMap<SocketAddr, ConnectionId>,
+    guests: HashMap<SocketAddr, Guest>,
+    chat: Chat,
+    /// Connections that may have something to send, round-robin.
+    ready: VecDeque<ConnectionId>,
+    ready_set: HashSet<ConnectionId>,
+    /// Datagrams not tied to a connection (Welcomes, guest lines).
+    direct: VecDeque<Transmit>,
+    events: VecDeque<ServerEvent>,
+    shutting_down: bool,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("connections", &self.peers.len())
+            .field("guests", &self.guests.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A server with no members.
+    pub fn new(config: ServerConfig, mut rng: Box<dyn RandomSource>) -> Self {
+        let guest_secret = rng.next_u64();
+        let chat = Chat::new(config.chat.clone());
+        Self {
+            config,
+            rng,
+            guest_secret,
+            peers: HashMap::new(),
+            by_addr: HashMap::new(),
+            guests: HashMap::new(),
+            chat,
+            ready: VecDeque::new(),
+            ready_set: HashSet::new(),
+            direct: VecDeque::new(),
+            events: VecDeque::new(),
+            shutting_down: false,
+        }
+    }
+
+    // ---------------------------------------------------------------- inputs
+
+    /// A datagram arrived from `from`.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        if is_framed(datagram) {
+            self.on_framed(now, from, datagram);
+        } else {
+            self.on_guest_line(now, from, datagram);
+        }
+    }
+
+    /// Timers of every connection and guest.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<ConnectionId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.conn.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.conn.handle_timeout(now);
+            }
+            self.after_connection_input(now, id);
+        }
+        let idle: Vec<SocketAddr> = self
+            .guests
+            .iter()
+            .filter(|(_, g)| now >= g.last_heard + self.config.connection.idle_timeout)
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in idle {
+            self.remove_guest(now, addr, "timeout");
+        }
+    }
+
+    /// Tells every client the server is going, and stops accepting new ones. Keep driving until
+    /// [`is_idle`](Self::is_idle) (or a deadline) so that the Close datagrams go out.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.shutting_down = true;
+        let ids: Vec<ConnectionId> = self.peers.keys().copied().collect();
+        for id in ids {
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.conn.close(now, CloseCode::ServerShutdown);
+            }
+            self.after_connection_input(now, id);
+        }
+        let guests: Vec<SocketAddr> = self.guests.keys().copied().collect();
+        for addr in guests {
+            self.send_guest_line(addr, "* the server is shutting down".into());
+            self.remove_guest(now, addr, "server shutdown");
+        }
+    }
+
+    // ---------------------------------------------------------------- outputs
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        if let Some(t) = self.direct.pop_front() {
+            return Some(t);
+        }
+        while let Some(id) = self.ready.pop_front() {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                self.ready_set.remove(&id);
+                continue;
+            };
+            match peer.conn.poll_transmit(now) {
+                Some(payload) => {
+                    // More may follow: back of the line, so every connection gets its turn.
+                    let destination = peer.addr;
+                    self.ready.push_back(id);
+                    return Some(Transmit {
+                        destination,
+                        payload,
+                    });
+                }
+                None => {
+                    self.ready_set.remove(&id);
+                    if peer.conn.is_drained() {
+                        let addr = peer.addr;
+                        self.peers.remove(&id);
+                        if self.by_addr.get(&addr) == Some(&id) {
+                            self.by_addr.remove(&addr);
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// When `handle_timeout` must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let conns = self.peers.values().filter_map(|p| p.conn.poll_timeout());
+        let guests = self
+            .guests
+            .values()
+            .map(|g| g.last_heard + self.config.connection.idle_timeout);
+        conns.chain(guests).min()
+    }
+
+    /// The next event worth logging.
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    // ---------------------------------------------------------------- getters
+
+    /// Connections, including those lingering after their end.
+    pub fn connection_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Guests.
+    pub fn guest_count(&self) -> usize {
+        self.guests.len()
+    }
+
+    /// Nothing left to do: no connection, no guest, nothing to send.
+    pub fn is_idle(&self) -> bool {
+        self.peers.is_empty() && self.guests.is_empty() && self.direct.is_empty()
+    }
+
+    // ---------------------------------------------------------------- framed clients
+
+    fn on_framed(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        let Ok(packet) = Packet::decode(datagram) else {
+            // Malformed or unauthenticated: silence, whatever it was.
+            return;
+        };
+        match packet {
+            Packet::Hello { nonce } => self.on_hello(now, from, nonce, datagram.len()),
+            Packet::Data {
+                connection, token, ..
+            }
+            | Packet::Close {
+                connection, token, ..
+            } => {
+                let Some(peer) = self.peers.get_mut(&connection) else {
+                    return;
+                };
+                // The token proves the sender saw our Welcome; the address must match too
+                // (moving to a new address comes with authenticated encryption, later).
+                if peer.conn.token() != token || peer.addr != from {
+                    return;
+                }
+                peer.conn.handle_packet(now, packet);
+                self.after_connection_input(now, connection);
+            }
+            Packet::Welcome { .. } => {}
+        }
+    }
+
+    fn on_hello(&mut self, now: Instant, from: SocketAddr, nonce: u64, hello_len: usize) {
+        if let Some(id) = self.by_addr.get(&from).copied() {
+            if let Some(peer) = self.peers.get(&id)
+                && peer.hello_nonce == nonce
+                && !peer.conn.is_closed()
+            {
+                // Our Welcome was lost: send the same one again.
+                let welcome = self.welcome(id, peer.conn.token(), nonce);
+                self.push_direct(from, welcome, hello_len);
+                return;
+            }
+            // A new Hello from a known address: the client restarted. The old session ends.
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.conn.close(now, CloseCode::Leaving);
+            }
+            self.after_connection_input(now, id);
+            self.by_addr.remove(&from);
+        }
+        if self.shutting_down {
+            return;
+        }
+        if self.peers.len() >= self.config.max_connections {
+            self.events.push_back(ServerEvent::Refused {
+                addr: from,
+                why: "connection limit",
+            });
+            return;
+        }
+        let mut id = ConnectionId(self.rng.next_u64());
+        while id.0 == 0 || self.peers.contains_key(&id) {
+            id = ConnectionId(self.rng.next_u64());
+        }
+        let token = self.rng.next_u64();
+        let conn = Connection::new(id, token, self.config.connection.clone(), now, None);
+        self.peers.insert(
+            id,
+            Peer {
+                addr: from,
+                conn,
+                hello_nonce: nonce,
+                member: true,
+            },
+        );
+        self.by_addr.insert(from, id);
+        let welcome = self.welcome(id, token, nonce);
+        self.push_direct(from, welcome, hello_len);
+        self.events
+            .push_back(ServerEvent::Connected { id, addr: from });
+    }
+
+    fn welcome(&self, connection: ConnectionId, token: u64, nonce: u64) -> Vec<u8> {
+        let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        Packet::Welcome {
+            connection,
+            nonce,
+            token,
+            keepalive_ms: ms(self.config.keepalive),
+            idle_timeout_ms: ms(self.config.connection.idle_timeout),
+        }
+        .to_bytes()
+    }
+
+    /// Queues a datagram that answers one of `request_len` bytes, never a larger one.
+    fn push_direct(&mut self, destination: SocketAddr, payload: Vec<u8>, request_len: usize) {
+        if payload.len() <= request_len {
+            self.direct.push_back(Transmit {
+                destination,
+                payload,
+            });
+        }
+    }
+
+    /// After a connection received something or timed out: act on its events.
+    fn after_connection_input(&mut self, now: Instant, id: ConnectionId) {
+        let mut outbox = Outbox::new();
+        loop {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                return;
+            };
+            let Some(event) = peer.conn.poll_event() else {
+                break;
+            };
+            match event {
+                ConnectionEvent::Message(bytes) => match ClientMessage::decode(&bytes) {
+                    Ok(command) if peer.member => {
+                        outbox.extend(self.chat.apply(MemberId::Connection(id), command));
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        peer.conn.close(now, CloseCode::ProtocolViolation);
+                    }
+                },
+                ConnectionEvent::Unblocked => {}
+                ConnectionEvent::Closed(reason) => {
+                    let addr = peer.addr;
+                    if std::mem::replace(&mut peer.member, false) {
+                        let why = match reason {
+                            CloseReason::TimedOut => "timeout",
+                            CloseReason::LocallyClosed(CloseCode::TooSlow) => "too slow",
+                            CloseReason::LocallyClosed(CloseCode::ServerShutdown) => {
+                                "server shutdown"
+                            }
+                            CloseReason::ProtocolViolation
+                            | CloseReason::LocallyClosed(CloseCode::ProtocolViolation) => {
+                                "protocol violation"
+                            }
+                            _ => "quit",
+                        };
+                        outbox.extend(self.chat.remove(MemberId::Connection(id), why));
+                    }
+                    self.events
+                        .push_back(ServerEvent::Disconnected { id, addr, reason });
+                }
+            }
+        }
+        self.mark_ready(id);
+        self.deliver_all(now, outbox);
+    }
+
+    fn mark_ready(&mut self, id: ConnectionId) {
+        if self.ready_set.insert(id) {
+            self.ready.push_back(id);
+        }
+    }
+
+    /// Sends each message to its member, then evicts the members that could not keep up.
+    fn deliver_all(&mut self, now: Instant, outbox: Outbox) {
+        let mut evict = Vec::new();
+        self.deliver(now, outbox, &mut evict);
+        self.evict(now, evict);
+    }
+
+    /// Closes the connections of members too slow to take their messages; their departure is
+    /// delivered in turn (and may evict others).
+    fn evict(&mut self, now: Instant, mut evict: Vec<ConnectionId>) {
+        while let Some(slow) = evict.pop() {
+            if let Some(peer) = self.peers.get_mut(&slow)
+                && !peer.conn.is_closed()
+            {
+                peer.conn.close(now, CloseCode::TooSlow);
+                self.after_connection_input(now, slow);
+            }
+        }
+    }
+
+    /// Sends each message to its member.
+    fn deliver(&mut self, now: Instant, outbox: Outbox, evict: &mut Vec<ConnectionId>) {
+        for (member, message) in outbox {
+            match member {
+                MemberId::Connection(id) => {
+                    let Some(peer) = self.peers.get_mut(&id) else {
+                        continue;
+                    };
+                    match peer.conn.send_message(message.to_bytes()) {
+                        Ok(()) => self.mark_ready(id),
+                        // A member that cannot keep up is cut off rather than waited for:
+                        // one slow member never stalls a room.
+                        Err(SendError::QueueFull(_)) => {
+                            if !evict.contains(&id) {
+                                evict.push(id);
+                            }
+                        }
+                        Err(_) => {}
+                    }
+                }
+                MemberId::Guest(addr) => {
+                    if let Some(line) = guest_line(&message) {
+                        self.send_guest_line(addr, line);
+                    }
+                }
+            }
+        }
+        let _ = now;
+    }
+
+    // ---------------------------------------------------------------- guests
+
+    fn on_guest_line(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        if !self.config.guests {
+            self.events.push_back(ServerEvent::Refused {
+                addr: from,
+                why: "guests are not allowed",
+            });
+            return;
+        }
+        let line = text::decode_message(datagram);
+        let newline = datagram.ends_with(b"\n");
+        if !self.guests.contains_key(&from) {
+            if self.shutting_down || line == "bye" {
+                return;
+            }
+            if self.guests.len() >= self.config.max_guests {
+                self.events.push_back(ServerEvent::Refused {
+                    addr: from,
+                    why: "guest limit",
+                });
+                return;
+            }
+            self.add_guest(now, from);
+        }
+        let Some(guest) = self.guests.get_mut(&from) else {
+            return;
+        };
+        guest.last_heard = now;
+        guest.newline = newline;
+        if !guest.validated {
+            guest.credit = guest.credit.saturating_add(datagram.len());
+        }
+        let trimmed = line.trim();
+        if trimmed == "bye" {
+            self.remove_guest(now, from, "quit");
+            return;
+        }
+        if let Some(code) = trimmed.strip_prefix("/ok") {
+            if code.trim().parse::<u16>().ok() == Some(guest.code) {
+                guest.validated = true;
+                self.send_guest_line(from, "* thanks: you now see everything said here".into());
+            }
+            self.flush_guest(from);
+            return;
+        }
+        let mut outbox = if trimmed == "/who" {
+            self.chat.apply(
+                MemberId::Guest(from),
+                ClientMessage::Who {
+                    room: self.config.default_room.clone(),
+                },
+            )
+        } else if !line.is_empty() {
+            let text: String = line.chars().take(MAX_TEXT).collect();
+            self.chat.apply(
+                MemberId::Guest(from),
+                ClientMessage::Say {
+                    room: self.config.default_room.clone(),
+                    text,
+                },
+            )
+        } else {
+            Outbox::new()
+        };
+        // A guest does not get its own line back.
+        outbox.retain(|(to, msg)| {
+            !(*to == MemberId::Guest(from) && matches!(msg, ServerMessage::Message { .. }))
+        });
+        self.deliver_all(now, outbox);
+        self.flush_guest(from);
+    }
+
+    fn add_guest(&mut self, now: Instant, addr: SocketAddr) {
+        let mut h = DefaultHasher::new();
+        (self.guest_secret, addr).hash(&mut h);
+        let digest = h.finish();
+        let code = 1000 + (digest % 9000) as u16;
+        let mut nick = format!("{GUEST_PREFIX}{:04x}", (digest >> 16) as u16);
+        let mut n = 2;
+        while !self.chat.is_nick_free(&nick) {
+            nick = format!("{GUEST_PREFIX}{:04x}-{n}", (digest >> 16) as u16);
+            n += 1;
+        }
+        self.guests.insert(
+            addr,
+            Guest {
+                nick: nick.clone(),
+                credit: 0,
+                validated: false,
+                code,
+                queue: VecDeque::new(),
+                dropped: 0,
+                last_heard: now,
+                newline: false,
+            },
+        );
+        self.events.push_back(ServerEvent::GuestArrived {
+            addr,
+            nick: nick.clone(),
+        });
+        self.send_guest_line(
+            addr,
+            format!("* you are {nick}; to see everything, send: /ok {code}"),
+        );
+        let room = self.config.default_room.clone();
+        let outbox = self.chat.add_guest(MemberId::Guest(addr), &nick, &room);
+        self.deliver_all(now, outbox);
+    }
+
+    fn remove_guest(&mut self, now: Instant, addr: SocketAddr, reason: &'static str) {
+        let Some(guest) = self.guests.remove(&addr) else {
+            return;
+        };
+        self.events.push_back(ServerEvent::GuestLeft {
+            addr,
+            nick: guest.nick,
+            reason,
+        });
+        let outbox = self.chat.remove(MemberId::Guest(addr), reason);
+        self.deliver_all(now, outbox);
+    }
+
+    /// Queues a line for a guest and sends what its budget allows.
+    fn send_guest_line(&mut self, addr: SocketAddr, line: String) {
+        let Some(guest) = self.guests.get_mut(&addr) else {
+            return;
+        };
+        let mut bytes = line.into_bytes();
+        if guest.newline {
+            bytes.push(b'\n');
+        }
+        if guest.queue.len() >= self.config.guest_queue_lines {
+            guest.queue.pop_front();
+            guest.dropped += 1;
+        }
+        guest.queue.push_back(bytes);
+        self.flush_guest(addr);
+    }
+
+    fn flush_guest(&mut self, addr: SocketAddr) {
+        let Some(guest) = self.guests.get_mut(&addr) else {
+            return;
+        };
+        while let Some(line) = guest.queue.front() {
+            if !guest.validated {
+                if line.len() > guest.credit {
+                    break;
+                }
+                guest.credit -= line.len();
+            }
+            if let Some(line) = guest.queue.pop_front() {
+                self.direct.push_back(Transmit {
+                    destination: addr,
+                    payload: line,
+                });
+            }
+        }
+    }
+}
+
+/// How a guest sees a server message, as one plain-text line; `None` for what a guest has no
+/// use for.
+fn guest_line(message: &ServerMessage) -> Option<String> {
+    Some(match message {
+        ServerMessage::Message {
+            from,
+            kind: MessageKind::Say,
+            text,
+            ..
+        } => format!("{from}: {text}"),
+        ServerMessage::Message {
+            from,
+            kind: MessageKind::Action,
+            text,
+            ..
+        } => format!("* {from} {text}"),
+        ServerMessage::Private { from, text, .. } => format!("[private] {from}: {text}"),
+        ServerMessage::Joined { room, nick } => format!("* {nick} joined {room}"),
+        ServerMessage::Left { room, nick, reason } => format!("* {nick} left {room} ({reason})"),
+        ServerMessage::NickChanged { old, new } => format!("* {old} is now {new}"),
+        ServerMessage::Names { room, nicks } => format!("* in {room}: {}", nicks.join(", ")),
+        ServerMessage::Topic { room, topic, .. } if !topic.is_empty() => {
+            format!("* topic of {room}: {topic}")
+        }
+        ServerMessage::Error { text, .. } => format!("! {text}"),
+        _ => return None,
+    })
+}
