@@ -28,4 +28,6 @@ pub mod text;
 pub mod wire;
 
 #[cfg(test)]
+mod sim_tests;
+#[cfg(test)]
 pub(crate) mod testing;

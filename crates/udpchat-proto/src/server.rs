@@ -66,7 +66,7 @@ impl ServerConfig {
         };
         Self {
             connection,
-            keepalive: (peer_timeout / 3).max(Duration::from_millis(100)),
+            keepalive: (peer_timeout / 6).max(Duration::from_millis(100)),
             max_connections: 10_000,
             guests: true,
             max_guests: 1_000,

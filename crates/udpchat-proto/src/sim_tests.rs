@@ -1,0 +1,514 @@
+//! Whole-system simulations: one [`Server`], several [`Client`]s and guests over an in-memory
+//! network with a virtual clock and seeded loss, duplication and reordering.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+
+use crate::client::{Client, ClientConfig, ClientEvent};
+use crate::reliable::CloseReason;
+use crate::rng::SplitMix64;
+use crate::server::{Server, ServerConfig};
+use crate::testing::{Faults, Network, addr};
+use crate::wire::message::{ClientMessage, ServerMessage};
+use crate::wire::packet::CloseCode;
+
+const SERVER: u16 = 1;
+
+struct SimClient {
+    addr: SocketAddr,
+    client: Client,
+    /// Everything the server told this client, in order.
+    received: Vec<ServerMessage>,
+    closed: Option<CloseReason>,
+    /// Stopped: its datagrams are no longer sent or received (a crashed machine).
+    dead: bool,
+}
+
+struct World {
+    now: Instant,
+    net: Network,
+    server: Server,
+    clients: Vec<SimClient>,
+    /// Lines each guest received.
+    guests: HashMap<SocketAddr, Vec<String>>,
+}
+
+impl World {
+    fn new(faults: Faults, seed: u64, config: ServerConfig) -> Self {
+        let now = Instant::now();
+        Self {
+            now,
+            net: Network::new(faults, seed),
+            server: Server::new(config, Box::new(SplitMix64::new(seed ^ 0xABCD))),
+            clients: Vec::new(),
+            guests: HashMap::new(),
+        }
+    }
+
+    /// Adds a client that takes `nick` and joins `room`.
+    fn add_client(&mut self, nick: &str, room: &str) -> usize {
+        let n = self.clients.len();
+        let mut rng = SplitMix64::new(n as u64 + 77);
+        let mut client = Client::new(ClientConfig::default(), &mut rng, self.now);
+        client
+            .send(&ClientMessage::Nick { nick: nick.into() })
+            .unwrap();
+        client
+            .send(&ClientMessage::Join { room: room.into() })
+            .unwrap();
+        self.clients.push(SimClient {
+            addr: addr(100 + n as u16),
+            client,
+            received: Vec::new(),
+            closed: None,
+            dead: false,
+        });
+        n
+    }
+
+    fn send(&mut self, client: usize, message: ClientMessage) {
+        self.clients[client]
+            .client
+            .send(&message)
+            .expect("queue has room");
+    }
+
+    /// A guest datagram.
+    fn guest_says(&mut self, guest: SocketAddr, text: &str) {
+        self.guests.entry(guest).or_default();
+        self.net
+            .send(self.now, guest, addr(SERVER), text.as_bytes().to_vec());
+    }
+
+    fn flush(&mut self) {
+        let now = self.now;
+        while let Some(t) = self.server.poll_transmit(now) {
+            self.net.send(now, addr(SERVER), t.destination, t.payload);
+        }
+        for c in &mut self.clients {
+            while let Some(d) = c.client.poll_transmit(now) {
+                if !c.dead {
+                    self.net.send(now, c.addr, addr(SERVER), d);
+                }
+            }
+            while let Some(e) = c.client.poll_event() {
+                match e {
+                    ClientEvent::Message(m) => c.received.push(m),
+                    ClientEvent::Closed(r) => c.closed = Some(r),
+                    ClientEvent::Connected | ClientEvent::Unblocked => {}
+                }
+            }
+        }
+        while self.server.poll_event().is_some() {}
+    }
+
+    /// Runs the world for `duration` of virtual time.
+    fn run(&mut self, duration: Duration) {
+        let end = self.now + duration;
+        let mut turns = 0u32;
+        loop {
+            turns += 1;
+            assert!(turns < 2_000_000, "simulation stuck at {:?}", self.now);
+            self.flush();
+            let next = std::iter::once(self.net.next_arrival())
+                .chain(std::iter::once(self.server.poll_timeout()))
+                .chain(self.clients.iter().map(|c| c.client.poll_timeout()))
+                .flatten()
+                .min();
+            let Some(next) = next else { break };
+            if next > end {
+                break;
+            }
+            self.now = self.now.max(next);
+            let now = self.now;
+            while let Some(d) = self.net.pop_due(now) {
+                if d.to == addr(SERVER) {
+                    self.server.handle_datagram(now, d.from, &d.payload);
+                } else if let Some(c) = self.clients.iter_mut().find(|c| c.addr == d.to) {
+                    if !c.dead {
+                        c.client.handle_datagram(now, &d.payload);
+                    }
+                } else if let Some(lines) = self.guests.get_mut(&d.to) {
+                    lines.push(String::from_utf8_lossy(&d.payload).into_owned());
+                }
+            }
+            if self.server.poll_timeout().is_some_and(|t| t <= now) {
+                self.server.handle_timeout(now);
+            }
+            for c in &mut self.clients {
+                if c.client.poll_timeout().is_some_and(|t| t <= now) {
+                    c.client.handle_timeout(now);
+                }
+            }
+        }
+        self.now = end;
+        self.flush();
+    }
+
+    /// Room messages (not history) client `c` received, as (from, text).
+    fn said(&self, c: usize, room: &str) -> Vec<(String, String)> {
+        self.clients[c]
+            .received
+            .iter()
+            .filter_map(|m| match m {
+                ServerMessage::Message {
+                    room: r,
+                    from,
+                    text,
+                    history: false,
+                    ..
+                } if r == room => Some((from.clone(), text.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn say(room: &str, text: String) -> ClientMessage {
+    ClientMessage::Say {
+        room: room.into(),
+        text,
+    }
+}
+
+/// Per sender, the texts a receiver got from it, in arrival order.
+fn by_sender(said: &[(String, String)]) -> HashMap<String, Vec<String>> {
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    for (from, text) in said {
+        map.entry(from.clone()).or_default().push(text.clone());
+    }
+    map
+}
+
+#[test]
+fn three_clients_get_every_message_exactly_once_in_sender_order_despite_loss() {
+    for seed in 0..12 {
+        let mut world = World::new(Faults::lossy(0.3), seed, ServerConfig::default());
+        let nicks = ["ada", "bob", "cyd"];
+        for nick in nicks {
+            world.add_client(nick, "lobby");
+        }
+        // Everyone is in before anyone speaks.
+        world.run(Duration::from_secs(10));
+        let mut sent: HashMap<String, Vec<String>> = HashMap::new();
+        for round in 0..40 {
+            for (c, nick) in nicks.iter().enumerate() {
+                let text = format!("{nick} #{round}");
+                sent.entry((*nick).into()).or_default().push(text.clone());
+                world.send(c, say("lobby", text));
+            }
+            world.run(Duration::from_millis(7));
+        }
+        world.run(Duration::from_secs(60));
+        for (c, nick) in nicks.iter().enumerate() {
+            let got = by_sender(&world.said(c, "lobby"));
+            assert_eq!(got, sent, "seed {seed}, receiver {nick}");
+            assert_eq!(world.clients[c].closed, None, "seed {seed}");
+        }
+        assert!(world.net.dropped > 0 && world.net.duplicated > 0);
+    }
+}
+
+#[test]
+fn late_joiner_gets_history_marked_as_such_and_rooms_are_isolated() {
+    let mut world = World::new(Faults::lossy(0.2), 5, ServerConfig::default());
+    let ada = world.add_client("ada", "lobby");
+    let other = world.add_client("eve", "elsewhere");
+    world.run(Duration::from_secs(5));
+    for i in 0..150 {
+        world.send(ada, say("lobby", format!("m{i}")));
+        if i % 20 == 0 {
+            world.run(Duration::from_millis(100));
+        }
+    }
+    world.run(Duration::from_secs(30));
+    let late = world.add_client("bob", "lobby");
+    world.run(Duration::from_secs(30));
+    let history: Vec<&str> = world.clients[late]
+        .received
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::Message {
+                text,
+                history: true,
+                ..
+            } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<String> = (50..150).map(|i| format!("m{i}")).collect();
+    assert_eq!(history, expected);
+    assert!(
+        world.said(other, "lobby").is_empty(),
+        "another room saw lobby's messages"
+    );
+    assert!(
+        world.clients[other]
+            .received
+            .iter()
+            .all(|m| !matches!(m, ServerMessage::Message { room, .. } if room == "lobby"))
+    );
+}
+
+#[test]
+fn a_silent_client_times_out_and_the_others_see_it_leave() {
+    let config = ServerConfig::with_peer_timeout(Duration::from_secs(5));
+    let mut world = World::new(Faults::none(), 3, config);
+    let ada = world.add_client("ada", "lobby");
+    let bob = world.add_client("bob", "lobby");
+    world.run(Duration::from_secs(2));
+    world.clients[bob].dead = true;
+    let before = world.now;
+    world.run(Duration::from_secs(10));
+    let left = world.clients[ada].received.iter().find_map(|m| match m {
+        ServerMessage::Left { nick, reason, .. } if nick == "bob" => Some(reason.clone()),
+        _ => None,
+    });
+    assert_eq!(left.as_deref(), Some("timeout"));
+    assert!(world.now - before <= Duration::from_secs(10));
+    assert_eq!(
+        world.clients[ada].closed, None,
+        "keepalives keep the live client in"
+    );
+}
+
+#[test]
+fn leaving_is_seen_as_quit_and_frees_the_nick() {
+    let mut world = World::new(Faults::lossy(0.2), 9, ServerConfig::default());
+    let ada = world.add_client("ada", "lobby");
+    let bob = world.add_client("bob", "lobby");
+    world.run(Duration::from_secs(3));
+    let now = world.now;
+    world.clients[bob].client.close(now);
+    world.run(Duration::from_secs(5));
+    assert!(world.clients[ada].received.contains(&ServerMessage::Left {
+        room: "lobby".into(),
+        nick: "bob".into(),
+        reason: "quit".into()
+    }));
+    assert_eq!(
+        world.clients[bob].closed,
+        Some(CloseReason::LocallyClosed(CloseCode::Leaving))
+    );
+    let again = world.add_client("bob", "lobby");
+    world.run(Duration::from_secs(3));
+    assert!(
+        world.clients[again]
+            .received
+            .contains(&ServerMessage::NickSet { nick: "bob".into() })
+    );
+}
+
+#[test]
+fn private_messages_reach_only_their_target() {
+    let mut world = World::new(Faults::lossy(0.3), 11, ServerConfig::default());
+    let ada = world.add_client("ada", "lobby");
+    let bob = world.add_client("bob", "lobby");
+    let cyd = world.add_client("cyd", "lobby");
+    world.run(Duration::from_secs(3));
+    world.send(
+        ada,
+        ClientMessage::Private {
+            to: "bob".into(),
+            text: "secret".into(),
+        },
+    );
+    world.run(Duration::from_secs(10));
+    let private = ServerMessage::Private {
+        from: "ada".into(),
+        to: "bob".into(),
+        text: "secret".into(),
+    };
+    assert!(world.clients[bob].received.contains(&private));
+    assert!(
+        world.clients[ada].received.contains(&private),
+        "echo to the sender"
+    );
+    assert!(!world.clients[cyd].received.contains(&private));
+}
+
+#[test]
+fn guests_talk_in_the_default_room_and_never_get_more_bytes_than_they_sent_until_validated() {
+    let mut world = World::new(Faults::none(), 2, ServerConfig::default());
+    let ada = world.add_client("ada", "lobby");
+    world.run(Duration::from_secs(1));
+    let guest = addr(500);
+    world.guest_says(guest, "hi");
+    world.run(Duration::from_secs(1));
+    let (from, text) = world.said(ada, "lobby").pop().expect("the guest's line");
+    assert!(from.starts_with("guest-"), "{from}");
+    assert_eq!(text, "hi");
+    // 2 bytes in, so at most 2 bytes out: the welcome line waits.
+    assert!(world.guests[&guest].iter().map(String::len).sum::<usize>() <= 2);
+    for _ in 0..30 {
+        world.send(ada, say("lobby", "a longer line from ada".into()));
+    }
+    world.run(Duration::from_secs(1));
+    let got: usize = world.guests[&guest].iter().map(String::len).sum();
+    assert!(got <= 2, "amplification: {got} bytes for 2");
+    // The guest keeps talking: it earns budget, and first gets its welcome with the code.
+    world.guest_says(guest, &"x".repeat(80));
+    world.run(Duration::from_secs(1));
+    let welcome = world.guests[&guest].first().cloned().expect("welcome line");
+    assert!(
+        welcome.starts_with(&format!("* you are {from}; to see everything, send: /ok ")),
+        "{welcome}"
+    );
+    let total: usize = world.guests[&guest].iter().map(String::len).sum();
+    assert!(total <= 82, "{total}");
+    let code = welcome.rsplit(' ').next().unwrap().to_owned();
+    world.guest_says(guest, &format!("/ok {code}"));
+    world.run(Duration::from_secs(1));
+    world.send(ada, say("lobby", "now you see me".into()));
+    world.run(Duration::from_secs(1));
+    assert_eq!(
+        world.guests[&guest].last().map(String::as_str),
+        Some("ada: now you see me")
+    );
+    // bye ends the guest; the room sees it leave.
+    world.guest_says(guest, "bye");
+    world.run(Duration::from_secs(1));
+    assert!(world.clients[ada].received.iter().any(|m| matches!(m, ServerMessage::Left { nick, reason, .. } if *nick == from && reason == "quit")));
+    assert_eq!(world.server.guest_count(), 0);
+}
+
+#[test]
+fn a_member_that_cannot_keep_up_is_evicted_and_the_room_goes_on() {
+    let mut config = ServerConfig::default();
+    config.connection.max_queued_bytes = 20_000;
+    let mut world = World::new(Faults::none(), 4, config);
+    let ada = world.add_client("ada", "lobby");
+    let bob = world.add_client("bob", "lobby");
+    let slow = world.add_client("slow", "lobby");
+    world.run(Duration::from_secs(1));
+    world.clients[slow].dead = true; // stops acknowledging
+    for i in 0..100 {
+        world.send(ada, say("lobby", format!("{i:0>400}")));
+        world.run(Duration::from_millis(5));
+    }
+    world.run(Duration::from_secs(5));
+    assert_eq!(
+        world.said(bob, "lobby").len(),
+        100,
+        "the room did not stall"
+    );
+    assert!(world.clients[ada].received.iter().any(|m| matches!(m, ServerMessage::Left { nick, reason, .. } if nick == "slow" && reason == "too slow")));
+}
+
+#[test]
+fn hostile_datagrams_do_not_disturb_the_server() {
+    let mut world = World::new(Faults::none(), 6, ServerConfig::default());
+    let ada = world.add_client("ada", "lobby");
+    world.run(Duration::from_secs(1));
+    let mut rng = SplitMix64::new(99);
+    for i in 0..2000u32 {
+        let len = (crate::rng::RandomSource::next_u64(&mut rng) % 200) as usize;
+        let mut junk: Vec<u8> = (0..len)
+            .map(|_| crate::rng::RandomSource::next_u64(&mut rng) as u8)
+            .collect();
+        if i % 2 == 0 && !junk.is_empty() {
+            junk[0] = 0xF5; // looks framed
+        }
+        if i % 4 == 0 && junk.len() > 2 {
+            junk[1] = 1;
+        }
+        let from = addr(1000 + (i % 50) as u16);
+        world.net.send(world.now, from, addr(SERVER), junk);
+    }
+    world.run(Duration::from_secs(1));
+    world.send(ada, say("lobby", "still fine".into()));
+    world.run(Duration::from_secs(1));
+    assert!(
+        world
+            .said(ada, "lobby")
+            .contains(&("ada".into(), "still fine".into()))
+    );
+    assert_eq!(
+        world.server.connection_count(),
+        1,
+        "junk created no connection"
+    );
+}
+
+/// Operations a property test strings together.
+#[derive(Debug, Clone)]
+enum Op {
+    Say { client: usize, room: usize },
+    Join { client: usize, room: usize },
+    Part { client: usize, room: usize },
+    Private { client: usize, to: usize },
+    Run { millis: u64 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..3usize, 0..2usize).prop_map(|(client, room)| Op::Say { client, room }),
+        1 => (0..3usize, 0..2usize).prop_map(|(client, room)| Op::Join { client, room }),
+        1 => (0..3usize, 0..2usize).prop_map(|(client, room)| Op::Part { client, room }),
+        1 => (0..3usize, 0..3usize).prop_map(|(client, to)| Op::Private { client, to }),
+        2 => (0..200u64).prop_map(|millis| Op::Run { millis }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Whatever the sequence of joins, parts, messages and private messages, under loss,
+    /// duplication and reordering: every message a member received was sent, arrives once,
+    /// and messages from one sender arrive in the order sent.
+    #[test]
+    fn any_operation_sequence_keeps_delivery_exactly_once_and_ordered(
+        ops in proptest::collection::vec(op(), 1..60),
+        seed in 0..1000u64,
+    ) {
+        let rooms = ["r0", "r1"];
+        let nicks = ["ada", "bob", "cyd"];
+        let mut world = World::new(Faults::lossy(0.25), seed, ServerConfig::default());
+        for nick in nicks {
+            world.add_client(nick, "r0");
+        }
+        world.run(Duration::from_secs(3));
+        let mut counter = 0;
+        let mut sent: HashMap<(String, String), Vec<String>> = HashMap::new(); // (sender, room) -> texts
+        for op in ops {
+            match op {
+                Op::Say { client, room } => {
+                    counter += 1;
+                    let text = format!("{}-{counter}", nicks[client]);
+                    sent.entry((nicks[client].into(), rooms[room].into())).or_default().push(text.clone());
+                    world.send(client, say(rooms[room], text));
+                }
+                Op::Join { client, room } => world.send(client, ClientMessage::Join { room: rooms[room].into() }),
+                Op::Part { client, room } => world.send(client, ClientMessage::Part { room: rooms[room].into() }),
+                Op::Private { client, to } => {
+                    counter += 1;
+                    world.send(client, ClientMessage::Private { to: nicks[to].into(), text: format!("p{counter}") });
+                }
+                Op::Run { millis } => world.run(Duration::from_millis(millis)),
+            }
+        }
+        world.run(Duration::from_secs(60));
+        for (c, nick) in nicks.iter().enumerate() {
+            prop_assert_eq!(world.clients[c].closed, None);
+            for room in rooms {
+                for (from, texts) in by_sender(&world.said(c, room)) {
+                    let all = sent.get(&(from.clone(), room.into())).cloned().unwrap_or_default();
+                    // What was received is a subsequence of what was sent (membership can
+                    // change in between), without repeats, in order.
+                    let mut it = all.iter();
+                    for t in &texts {
+                        prop_assert!(it.any(|s| s == t), "{} got {} from {} out of order or twice", nick, t, from);
+                    }
+                }
+            }
+            let privates: Vec<&ServerMessage> = world.clients[c].received.iter().filter(|m| matches!(m, ServerMessage::Private { .. })).collect();
+            let mut seen = std::collections::HashSet::new();
+            for p in privates {
+                prop_assert!(seen.insert(format!("{p:?}")), "private message twice");
+            }
+        }
+    }
+}
