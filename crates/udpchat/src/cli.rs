@@ -65,6 +65,55 @@ pub enum Command {
     /// comes back it is `open|filtered` (exit 0): UDP has no handshake, so a silent service and a
     /// firewall that drops the datagram look the same.
     Probe(ProbeArgs),
+    /// Run a room server: many people, rooms, history, reliable delivery over UDP.
+    ///
+    /// Framed clients (`udpchat join`) and plain-text guests (`nc -u`, the lab's Python client)
+    /// share one port. Logs go to stderr; Ctrl-C tells every client the server is going and
+    /// exits 0.
+    Serve(ServeArgs),
+    /// Join a room server: each line of input is a message or a /command.
+    ///
+    /// Commands: /join ROOM, /part [ROOM], /nick NAME, /msg NICK TEXT, /me TEXT, /who [ROOM],
+    /// /topic [TEXT], /quit; `//text` sends a line that starts with a slash. End of input
+    /// leaves after everything sent has been acknowledged.
+    Join(JoinArgs),
+}
+
+/// Arguments of `udpchat serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// UDP port to serve on (0 picks a free one, printed on stderr).
+    #[arg(short, long, default_value_t = LAB_PORT)]
+    pub port: u16,
+    /// Local address to bind (see `recv --bind`).
+    #[arg(short, long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub bind: IpAddr,
+    /// Seconds of silence after which a client or guest is dropped (the others see it leave).
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_seconds)]
+    pub peer_timeout: Duration,
+    /// Refuse plain-text guests: only `udpchat join` clients.
+    #[arg(long)]
+    pub no_guests: bool,
+}
+
+/// Arguments of `udpchat join`.
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The server: HOST:PORT.
+    #[arg(value_name = "HOST:PORT")]
+    pub server: String,
+    /// Your nick (unique on the server).
+    #[arg(short, long)]
+    pub nick: String,
+    /// The room to join first.
+    #[arg(short, long, default_value = "lobby")]
+    pub room: String,
+    /// Print one JSON object per line per event instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// How long to wait, at the end of input, for the server to acknowledge what was sent.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    pub linger: Duration,
 }
 
 /// Arguments of `udpchat recv`.

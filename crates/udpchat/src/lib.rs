@@ -11,6 +11,8 @@
 //! | `udpchat chat` | [`chat`] (+ [`screen`]) | 3 (`--turns`) and 4 |
 //! | `udpchat check` | [`check`] | "is the server listening?" |
 //! | `udpchat probe` | [`probe`] | the same question, from the outside |
+//! | `udpchat serve` | [`serve`] | beyond the lab: a room server |
+//! | `udpchat join` | [`join`] | beyond the lab: a room client |
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -21,12 +23,14 @@ pub mod addr;
 pub mod chat;
 pub mod check;
 pub mod cli;
+pub mod join;
 pub mod net;
 pub mod output;
 pub mod probe;
 pub mod recv;
 pub mod screen;
 pub mod send;
+pub mod serve;
 pub mod trace;
 
 use cli::{Cli, Command};
@@ -44,6 +48,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Chat(args) => chat::run(args, tracer),
         Command::Probe(args) => probe::run(args, tracer),
         Command::Check(args) => run_check(args.port),
+        Command::Serve(args) => serve::run(args),
+        Command::Join(args) => join::run(args, tracer),
     }
 }
 

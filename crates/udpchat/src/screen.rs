@@ -90,11 +90,10 @@ impl Screen {
     /// # Errors
     /// The line editor could not be set up on the terminal.
     pub fn start(interactive: bool) -> Result<(Self, mpsc::Receiver<Input>)> {
-        let (tx, rx) = mpsc::channel(INPUT_QUEUE);
         if !interactive {
-            std::thread::spawn(move || read_plain_lines(&tx));
-            return Ok((Self::with(Face::Plain), rx));
+            return Ok((Self::with(Face::Plain), spawn_stdin_lines()));
         }
+        let (tx, rx) = mpsc::channel(INPUT_QUEUE);
         let saved = nix::sys::termios::tcgetattr(io::stdin()).ok();
         let (printer_tx, printer_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || read_edited_lines(&tx, &printer_tx));
@@ -239,6 +238,14 @@ impl Screen {
             let _ = out.flush();
         }
     }
+}
+
+/// Reads stdin line by line on a thread of its own; lines arrive on the returned queue, then
+/// [`Input::EndOfInput`]. The queue is bounded: reading pauses while it is full.
+pub fn spawn_stdin_lines() -> mpsc::Receiver<Input> {
+    let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+    std::thread::spawn(move || read_plain_lines(&tx));
+    rx
 }
 
 /// Reads stdin line by line (any bytes; invalid UTF-8 is replaced) until it ends.

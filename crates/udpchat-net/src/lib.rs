@@ -1,0 +1,12 @@
+//! Drivers for the udpchat sans-IO core: they own the socket, the timer and the shutdown
+//! signal, and do nothing but move bytes and time between them and the state machines in
+//! [`udpchat_proto`].
+//!
+//! - [`serve`]: runs a [`Server`](udpchat_proto::server::Server) on a UDP socket.
+//! - [`OsRandom`]: unpredictable randomness for connection ids and tokens.
+
+mod random;
+mod serve;
+
+pub use random::OsRandom;
+pub use serve::{IO_LOOP_BOUND, serve};

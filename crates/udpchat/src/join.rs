@@ -1,0 +1,527 @@
+//! `udpchat join`: a line-mode room client (the full-screen UI comes later), a thin driver
+//! around [`udpchat_proto::client::Client`].
+//!
+//! Each input line is a message to the current room or a /command. Output is one line per
+//! event, `[room] nick: text`, or with `--json` one JSON object per line. At the end of input
+//! the client waits (up to `--linger`) until the server has acknowledged everything sent, then
+//! leaves: `seq 1 200 | udpchat join ...` delivers all 200 lines, in order.
+
+use std::collections::VecDeque;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use tokio::net::UdpSocket;
+use tokio::signal::unix::{SignalKind, signal};
+use udpchat_net::OsRandom;
+use udpchat_proto::client::{Client, ClientConfig, ClientEvent};
+use udpchat_proto::reliable::{CloseReason, SendError};
+use udpchat_proto::text::neutralize;
+use udpchat_proto::wire::message::{ClientMessage, ErrorCode, MessageKind, ServerMessage};
+use udpchat_proto::wire::packet::CloseCode;
+
+use crate::addr;
+use crate::cli::JoinArgs;
+use crate::net::{self, MAX_DATAGRAM};
+use crate::output;
+use crate::screen::{Input, spawn_stdin_lines};
+use crate::trace::{Direction, Tracer};
+
+/// Runs `udpchat join`.
+///
+/// # Errors
+/// Bad server address, the nick refused, the server unreachable.
+pub fn run(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(drive(args, tracer))
+}
+
+/// What a typed line asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LineCommand {
+    /// Send this to the server.
+    Send(ClientMessage),
+    /// Change the room lines go to (after joining it).
+    Switch(String),
+    /// Leave.
+    Quit,
+    /// Show this help or error locally.
+    Local(String),
+    /// Nothing (an empty line).
+    Nothing,
+}
+
+/// Help for the /commands.
+pub const HELP: &str = "commands: /join ROOM, /part [ROOM], /nick NAME, /msg NICK TEXT, /me TEXT, \
+/who [ROOM], /topic [TEXT], /quit; //text sends a line starting with /";
+
+/// Turns one typed line into what it asks for; `room` is the current room.
+pub fn parse_line(line: &str, room: &str) -> LineCommand {
+    let room = room.to_owned();
+    let Some(rest) = line.strip_prefix('/') else {
+        if line.is_empty() {
+            return LineCommand::Nothing;
+        }
+        return LineCommand::Send(ClientMessage::Say {
+            room,
+            text: line.to_owned(),
+        });
+    };
+    if rest.starts_with('/') {
+        return LineCommand::Send(ClientMessage::Say {
+            room,
+            text: rest.to_owned(),
+        });
+    }
+    let (cmd, arg) = rest
+        .split_once(' ')
+        .map_or((rest, ""), |(c, a)| (c, a.trim()));
+    let arg = arg.to_owned();
+    match (cmd, arg.is_empty()) {
+        ("join" | "j", false) => LineCommand::Switch(arg),
+        ("part" | "leave", true) => LineCommand::Send(ClientMessage::Part { room }),
+        ("part" | "leave", false) => LineCommand::Send(ClientMessage::Part { room: arg }),
+        ("nick", false) => LineCommand::Send(ClientMessage::Nick { nick: arg }),
+        ("msg" | "query", false) => match arg.split_once(' ') {
+            Some((to, text)) if !text.trim().is_empty() => {
+                LineCommand::Send(ClientMessage::Private {
+                    to: to.to_owned(),
+                    text: text.to_owned(),
+                })
+            }
+            _ => LineCommand::Local("usage: /msg NICK TEXT".into()),
+        },
+        ("me", false) => LineCommand::Send(ClientMessage::Action { room, text: arg }),
+        ("who" | "names", true) => LineCommand::Send(ClientMessage::Who { room }),
+        ("who" | "names", false) => LineCommand::Send(ClientMessage::Who { room: arg }),
+        ("topic", true) => LineCommand::Send(ClientMessage::Topic { room, topic: None }),
+        ("topic", false) => LineCommand::Send(ClientMessage::Topic {
+            room,
+            topic: Some(arg),
+        }),
+        ("quit" | "exit" | "bye", _) => LineCommand::Quit,
+        ("help", _) => LineCommand::Local(HELP.into()),
+        _ => LineCommand::Local(format!("unknown or incomplete command /{cmd}; {HELP}")),
+    }
+}
+
+async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
+    let server = addr::resolve(&args.server)?;
+    let std_socket = net::bind_for(server)?;
+    std_socket
+        .connect(server)
+        .with_context(|| format!("cannot reach {server}"))?;
+    std_socket.set_nonblocking(true)?;
+    let socket = UdpSocket::from_std(std_socket)?;
+    let local = socket.local_addr()?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+
+    let mut rng = OsRandom::new().context("no randomness")?;
+    let start = Instant::now();
+    let mut client = Client::new(ClientConfig::default(), &mut rng, start);
+    let printer = Printer { json: args.json };
+    let mut session = Session {
+        room: args.room.clone(),
+        nick_confirmed: false,
+        pending: VecDeque::new(),
+    };
+    session.submit(
+        &mut client,
+        ClientMessage::Nick {
+            nick: args.nick.clone(),
+        },
+    );
+    session.submit(
+        &mut client,
+        ClientMessage::Join {
+            room: args.room.clone(),
+        },
+    );
+
+    let mut inputs = spawn_stdin_lines();
+    let mut input_open = true;
+    let mut leave_by: Option<Instant> = None;
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut exit = ExitCode::SUCCESS;
+    loop {
+        let now = Instant::now();
+        session.retry_pending(&mut client);
+        while let Some(datagram) = client.poll_transmit(now) {
+            match socket.send(&datagram).await {
+                Ok(_) => tracer.datagram(Direction::Sent, local, server, &datagram),
+                Err(e) if net::is_icmp_report(&e) => {}
+                Err(e) => tracing::debug!(error = %e, "send failed"),
+            }
+        }
+        while let Some(event) = client.poll_event() {
+            match event {
+                ClientEvent::Connected => {
+                    printer.status(&format!("connected to {server}"), "connected")
+                }
+                ClientEvent::Message(message) => {
+                    if let Some(fatal) = session.on_message(&message) {
+                        printer.show(&message)?;
+                        output::status(&format!("udpchat: error: {fatal}"));
+                        client.close(Instant::now());
+                        exit = ExitCode::FAILURE;
+                        continue;
+                    }
+                    printer.show(&message)?;
+                }
+                ClientEvent::Unblocked => {}
+                ClientEvent::Closed(reason) => {
+                    let (text, ok) = describe_close(reason);
+                    printer.status(&text, "closed");
+                    if !ok {
+                        exit = ExitCode::FAILURE;
+                    }
+                }
+            }
+        }
+        if client.is_drained() {
+            return Ok(exit);
+        }
+        // End of input: leave once everything sent is acknowledged, or at the deadline.
+        if let Some(deadline) = leave_by {
+            if client.is_connected() && session.pending.is_empty() && client.is_send_idle() {
+                client.close(Instant::now());
+                continue;
+            }
+            if Instant::now() >= deadline && client.is_connected() {
+                output::status(
+                    "udpchat: error: the server did not acknowledge everything in time; leaving anyway",
+                );
+                exit = ExitCode::FAILURE;
+                client.close(Instant::now());
+                continue;
+            }
+        }
+        let deadline = [client.poll_timeout(), leave_by]
+            .into_iter()
+            .flatten()
+            .min();
+        let sleep = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let accepting = input_open && session.pending.is_empty();
+        tokio::select! {
+            received = socket.recv(&mut buf) => match received {
+                Ok(n) => {
+                    tracer.datagram(Direction::Received, local, server, &buf[..n]);
+                    client.handle_datagram(Instant::now(), &buf[..n]);
+                }
+                Err(e) if net::is_icmp_report(&e) => {
+                    if !client.is_connected() {
+                        bail!("nobody is listening at {server} (ICMP port unreachable)");
+                    }
+                }
+                Err(e) => return Err(e).context("receiving"),
+            },
+            input = inputs.recv(), if accepting => match input {
+                Some(Input::Line(line)) => match parse_line(&line, &session.room) {
+                    LineCommand::Send(message) => session.submit(&mut client, message),
+                    LineCommand::Switch(room) => {
+                        session.room = room.clone();
+                        session.submit(&mut client, ClientMessage::Join { room });
+                    }
+                    LineCommand::Quit => {
+                        input_open = false;
+                        leave_by = Some(Instant::now() + args.linger);
+                    }
+                    LineCommand::Local(text) => printer.status(&text, "help"),
+                    LineCommand::Nothing => {}
+                },
+                Some(Input::EndOfInput | Input::Interrupt) | None => {
+                    input_open = false;
+                    leave_by = Some(Instant::now() + args.linger);
+                }
+            },
+            () = tokio::time::sleep_until(sleep.into()) => {}
+            _ = sigint.recv() => client.close(Instant::now()),
+            _ = sigterm.recv() => client.close(Instant::now()),
+        }
+        let now = Instant::now();
+        if client.poll_timeout().is_some_and(|t| t <= now) {
+            client.handle_timeout(now);
+        }
+    }
+}
+
+/// The client's side of the conversation: current room, nick state, messages waiting for
+/// room in the send queue (backpressure: input is not read while any wait).
+struct Session {
+    room: String,
+    nick_confirmed: bool,
+    pending: VecDeque<ClientMessage>,
+}
+
+impl Session {
+    fn submit(&mut self, client: &mut Client, message: ClientMessage) {
+        if !self.pending.is_empty() {
+            self.pending.push_back(message);
+            return;
+        }
+        if let Err(SendError::QueueFull(_)) = client.send(&message) {
+            self.pending.push_back(message);
+        }
+    }
+
+    fn retry_pending(&mut self, client: &mut Client) {
+        while let Some(message) = self.pending.front() {
+            match client.send(message) {
+                Err(SendError::QueueFull(_)) => return,
+                _ => {
+                    self.pending.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Follows the server's answers; returns a fatal error for a refused first nick.
+    fn on_message(&mut self, message: &ServerMessage) -> Option<String> {
+        match message {
+            ServerMessage::NickSet { .. } => self.nick_confirmed = true,
+            ServerMessage::Error {
+                code: ErrorCode::NickTaken | ErrorCode::InvalidName,
+                text,
+            } if !self.nick_confirmed => {
+                return Some(text.clone());
+            }
+            _ => {}
+        }
+        None
+    }
+}
+
+/// Words for how the connection ended, and whether that is a normal end.
+fn describe_close(reason: CloseReason) -> (String, bool) {
+    match reason {
+        CloseReason::LocallyClosed(CloseCode::Leaving) => ("left".into(), true),
+        CloseReason::LocallyClosed(code) => (format!("left ({code:?})"), true),
+        CloseReason::ClosedByPeer(CloseCode::ServerShutdown) => {
+            ("the server shut down".into(), false)
+        }
+        CloseReason::ClosedByPeer(code) => (
+            format!("the server closed the connection ({code:?})"),
+            false,
+        ),
+        CloseReason::TimedOut => ("no answer from the server: timed out".into(), false),
+        CloseReason::ProtocolViolation => ("the server broke the protocol".into(), false),
+    }
+}
+
+/// Prints events as text lines or JSON objects.
+struct Printer {
+    json: bool,
+}
+
+impl Printer {
+    fn show(&self, message: &ServerMessage) -> Result<()> {
+        let line = if self.json {
+            json_line(message)
+        } else {
+            text_line(message)
+        };
+        if let Some(line) = line {
+            output::print_line(&line).context("writing an event")?;
+        }
+        Ok(())
+    }
+
+    /// A local status: stderr in text mode, a JSON event in JSON mode.
+    fn status(&self, text: &str, kind: &str) {
+        if self.json {
+            let _ = output::print_line(&json!({ "type": kind, "text": text }).to_string());
+        } else {
+            output::status(&format!("* {text}"));
+        }
+    }
+}
+
+/// An event as a text line; network text is neutralised.
+pub fn text_line(message: &ServerMessage) -> Option<String> {
+    let n = |s: &str| neutralize(s).into_owned();
+    Some(match message {
+        ServerMessage::Message {
+            room,
+            from,
+            kind,
+            history,
+            text,
+        } => {
+            let mark = if *history { "(history) " } else { "" };
+            match kind {
+                MessageKind::Say => format!("[{}] {mark}{}: {}", n(room), n(from), n(text)),
+                MessageKind::Action => format!("[{}] {mark}* {} {}", n(room), n(from), n(text)),
+            }
+        }
+        ServerMessage::Private { from, to, text } => {
+            format!("[private] {} -> {}: {}", n(from), n(to), n(text))
+        }
+        ServerMessage::Joined { room, nick } => format!("[{}] * {} joined", n(room), n(nick)),
+        ServerMessage::Left { room, nick, reason } => {
+            format!("[{}] * {} left ({})", n(room), n(nick), n(reason))
+        }
+        ServerMessage::NickSet { nick } => format!("* you are {}", n(nick)),
+        ServerMessage::NickChanged { old, new } => format!("* {} is now {}", n(old), n(new)),
+        ServerMessage::Names { room, nicks } => {
+            let nicks: Vec<String> = nicks.iter().map(|x| n(x)).collect();
+            format!("[{}] * members: {}", n(room), nicks.join(", "))
+        }
+        ServerMessage::Topic {
+            room,
+            topic,
+            set_by,
+        } if topic.is_empty() && set_by.is_empty() => {
+            format!("[{}] * no topic", n(room))
+        }
+        ServerMessage::Topic {
+            room,
+            topic,
+            set_by,
+        } => format!("[{}] * topic: {} (set by {})", n(room), n(topic), n(set_by)),
+        ServerMessage::Error { text, .. } => format!("! {}", n(text)),
+    })
+}
+
+/// An event as one JSON object (serde escapes control characters, so it is terminal-safe).
+pub fn json_line(message: &ServerMessage) -> Option<String> {
+    let value = match message {
+        ServerMessage::Message {
+            room,
+            from,
+            kind,
+            history,
+            text,
+        } => json!({
+            "type": "message", "room": room, "from": from, "text": text, "history": history,
+            "action": *kind == MessageKind::Action,
+        }),
+        ServerMessage::Private { from, to, text } => json!({
+            "type": "message", "room": null, "from": from, "to": to, "text": text, "history": false,
+            "action": false,
+        }),
+        ServerMessage::Joined { room, nick } => {
+            json!({ "type": "join", "room": room, "nick": nick })
+        }
+        ServerMessage::Left { room, nick, reason } => {
+            json!({ "type": "leave", "room": room, "nick": nick, "reason": reason })
+        }
+        ServerMessage::NickSet { nick } => {
+            json!({ "type": "nick", "old": null, "new": nick, "you": true })
+        }
+        ServerMessage::NickChanged { old, new } => {
+            json!({ "type": "nick", "old": old, "new": new, "you": false })
+        }
+        ServerMessage::Names { room, nicks } => {
+            json!({ "type": "names", "room": room, "nicks": nicks })
+        }
+        ServerMessage::Topic {
+            room,
+            topic,
+            set_by,
+        } => {
+            json!({ "type": "topic", "room": room, "topic": topic, "set_by": set_by })
+        }
+        ServerMessage::Error { code, text } => {
+            json!({ "type": "error", "code": format!("{code:?}"), "text": text })
+        }
+    };
+    Some(value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn say(room: &str, text: &str) -> LineCommand {
+        LineCommand::Send(ClientMessage::Say {
+            room: room.into(),
+            text: text.into(),
+        })
+    }
+
+    #[test]
+    fn lines_become_commands() {
+        assert_eq!(parse_line("hello", "lobby"), say("lobby", "hello"));
+        assert_eq!(
+            parse_line("//etc/passwd", "lobby"),
+            say("lobby", "/etc/passwd")
+        );
+        assert_eq!(parse_line("", "lobby"), LineCommand::Nothing);
+        assert_eq!(
+            parse_line("/join rust", "lobby"),
+            LineCommand::Switch("rust".into())
+        );
+        assert_eq!(
+            parse_line("/msg bob  hi there", "lobby"),
+            LineCommand::Send(ClientMessage::Private {
+                to: "bob".into(),
+                text: " hi there".into()
+            })
+        );
+        assert!(matches!(
+            parse_line("/msg bob", "lobby"),
+            LineCommand::Local(_)
+        ));
+        assert_eq!(
+            parse_line("/me waves", "r"),
+            LineCommand::Send(ClientMessage::Action {
+                room: "r".into(),
+                text: "waves".into()
+            })
+        );
+        assert_eq!(
+            parse_line("/part", "r"),
+            LineCommand::Send(ClientMessage::Part { room: "r".into() })
+        );
+        assert_eq!(
+            parse_line("/who", "r"),
+            LineCommand::Send(ClientMessage::Who { room: "r".into() })
+        );
+        assert_eq!(
+            parse_line("/topic new topic", "r"),
+            LineCommand::Send(ClientMessage::Topic {
+                room: "r".into(),
+                topic: Some("new topic".into())
+            })
+        );
+        assert_eq!(parse_line("/quit", "r"), LineCommand::Quit);
+        assert!(matches!(
+            parse_line("/frobnicate", "r"),
+            LineCommand::Local(_)
+        ));
+    }
+
+    #[test]
+    fn text_lines_are_neutralised() {
+        let m = ServerMessage::Message {
+            room: "lobby".into(),
+            from: "ev\x1bil".into(),
+            kind: MessageKind::Say,
+            history: true,
+            text: "\x1b[2Jhi".into(),
+        };
+        assert_eq!(text_line(&m).unwrap(), "[lobby] (history) ev^[il: ^[[2Jhi");
+    }
+
+    #[test]
+    fn json_lines_have_the_documented_shape() {
+        let m = ServerMessage::Private {
+            from: "a".into(),
+            to: "b".into(),
+            text: "x\u{7}".into(),
+        };
+        let v: serde_json::Value = serde_json::from_str(&json_line(&m).unwrap()).unwrap();
+        assert_eq!(v["type"], "message");
+        assert_eq!(v["to"], "b");
+        assert_eq!(v["text"], "x\u{7}");
+        assert!(
+            !json_line(&m).unwrap().contains('\u{7}'),
+            "control characters are escaped"
+        );
+    }
+}

@@ -1,0 +1,78 @@
+//! `udpchat serve`: the room server, on a socket, until Ctrl-C.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use udpchat_net::OsRandom;
+use udpchat_proto::server::{Server, ServerConfig, ServerEvent};
+
+use crate::addr::canonical;
+use crate::cli::ServeArgs;
+use crate::{net, output};
+
+/// Runs `udpchat serve`.
+///
+/// # Errors
+/// The port cannot be bound, or the socket fails.
+pub fn run(args: &ServeArgs) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let std_socket = net::bind(SocketAddr::new(args.bind, args.port))?;
+        std_socket.set_nonblocking(true)?;
+        let socket = tokio::net::UdpSocket::from_std(std_socket)?;
+        let mut config = ServerConfig::with_peer_timeout(args.peer_timeout);
+        config.guests = !args.no_guests;
+        let server = Server::new(config, Box::new(OsRandom::new().context("no randomness")?));
+        let mut interrupt =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        output::status(&format!(
+            "listening on udp {}; framed clients and {} (Ctrl-C stops)",
+            canonical(socket.local_addr()?),
+            if args.no_guests {
+                "no plain-text guests"
+            } else {
+                "plain-text guests"
+            }
+        ));
+        let shutdown = async {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            output::status("shutting down: telling everyone");
+        };
+        udpchat_net::serve(socket, server, shutdown, log_event).await?;
+        output::status("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// One stderr line per event worth knowing.
+fn log_event(event: ServerEvent) {
+    let line = match event {
+        ServerEvent::Connected { id, addr } => {
+            format!("+ {} connected (connection {:016x})", canonical(addr), id.0)
+        }
+        ServerEvent::Disconnected { id, addr, reason } => {
+            format!(
+                "- {} disconnected ({reason:?}, connection {:016x})",
+                canonical(addr),
+                id.0
+            )
+        }
+        ServerEvent::GuestArrived { addr, nick } => {
+            format!("+ guest {nick} at {}", canonical(addr))
+        }
+        ServerEvent::GuestLeft { addr, nick, reason } => {
+            format!("- guest {nick} at {} left ({reason})", canonical(addr))
+        }
+        ServerEvent::Refused { addr, why } => format!("! refused {}: {why}", canonical(addr)),
+    };
+    output::status(&line);
+}
