@@ -1,0 +1,339 @@
+//! End-to-end tests of `udpchat serve` and `udpchat join` on loopback: several `--json`
+//! clients, plain-text guests, private messages, isolated rooms, history, the peer timeout,
+//! backpressure at end of input, shutdown, and a run through a lossy proxy.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Proc, TIMEOUT};
+use udpchat_testkit::{FaultConfig, LossyProxy, ProxyConfig};
+
+fn serve(extra: &[&str]) -> (Proc, u16) {
+    let mut args = vec!["serve", "--port", "0"];
+    args.extend_from_slice(extra);
+    let server = Proc::udpchat(&args);
+    let port = server.listening_port();
+    (server, port)
+}
+
+fn join(port: u16, nick: &str, extra: &[&str]) -> Proc {
+    let target = format!("127.0.0.1:{port}");
+    let mut args = vec!["join", target.as_str(), "--nick", nick, "--json"];
+    args.extend_from_slice(extra);
+    Proc::udpchat(&args)
+}
+
+/// Reads JSON events until one satisfies `pred`; returns it.
+fn expect_event(client: &Proc, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        assert!(Instant::now() < deadline, "never saw {what}");
+        let line = client.stdout_line();
+        let event: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if pred(&event) {
+            return event;
+        }
+    }
+}
+
+fn is_message(event: &Value, from: &str, text: &str) -> bool {
+    event["type"] == "message" && event["from"] == from && event["text"] == text
+}
+
+/// Waits until `nick` has joined `room` as seen by `client`.
+fn expect_join(client: &Proc, room: &str, nick: &str) {
+    expect_event(client, &format!("{nick} joining {room}"), |e| {
+        e["type"] == "join" && e["room"] == room && e["nick"] == nick
+    });
+}
+
+#[test]
+fn json_clients_chat_with_history_private_messages_and_isolated_rooms() {
+    let (_server, port) = serve(&[]);
+    let mut ada = join(port, "ada", &[]);
+    expect_join(&ada, "lobby", "ada");
+    ada.send_line("first");
+    ada.send_line("second");
+    // Her own messages come back once the server has them: "delivered to the room".
+    expect_event(&ada, "ada's echo", |e| is_message(e, "ada", "second"));
+
+    let mut bob = join(port, "bob", &[]);
+    let h1 = expect_event(&bob, "history 1", |e| e["type"] == "message");
+    assert_eq!(
+        (
+            h1["from"].as_str(),
+            h1["text"].as_str(),
+            h1["history"].as_bool()
+        ),
+        (Some("ada"), Some("first"), Some(true))
+    );
+    let h2 = expect_event(&bob, "history 2", |e| e["type"] == "message");
+    assert_eq!(
+        (h2["text"].as_str(), h2["history"].as_bool()),
+        (Some("second"), Some(true))
+    );
+    expect_join(&ada, "lobby", "bob");
+
+    let mut cyd = join(port, "cyd", &["--room", "elsewhere"]);
+    expect_join(&cyd, "elsewhere", "cyd");
+    cyd.send_line("only for elsewhere");
+    expect_event(&cyd, "cyd's echo", |e| {
+        is_message(e, "cyd", "only for elsewhere")
+    });
+
+    bob.send_line("hi ada");
+    let live = expect_event(&ada, "bob's line", |e| is_message(e, "bob", "hi ada"));
+    assert_eq!(live["history"], false);
+    assert_eq!(live["room"], "lobby");
+
+    bob.send_line("/msg ada a secret");
+    let private = expect_event(&ada, "the private message", |e| {
+        e["type"] == "message" && e["to"] == "ada"
+    });
+    assert_eq!(
+        (private["from"].as_str(), private["text"].as_str()),
+        (Some("bob"), Some("a secret"))
+    );
+
+    // Leave in order; what each saw is complete: cyd never saw the lobby, ada never saw
+    // elsewhere, and nobody but ada and bob saw the secret.
+    for c in [&mut ada, &mut bob, &mut cyd] {
+        c.close_stdin();
+        c.expect_success();
+    }
+    let ada_rest = ada.rest_of_stdout().join("\n");
+    let cyd_rest = cyd.rest_of_stdout().join("\n");
+    assert!(!ada_rest.contains("only for elsewhere"));
+    assert!(
+        !cyd_rest.contains("secret") && !cyd_rest.contains("hi ada"),
+        "{cyd_rest}"
+    );
+}
+
+#[test]
+fn a_taken_nick_is_refused() {
+    let (_server, port) = serve(&[]);
+    let ada = join(port, "ada", &[]);
+    expect_join(&ada, "lobby", "ada");
+    let mut impostor = join(port, "ADA", &[]);
+    let status = impostor.wait();
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        impostor
+            .stderr_so_far()
+            .iter()
+            .any(|l| l.contains("nick ADA is taken")),
+        "{:?}",
+        impostor.stderr_so_far()
+    );
+}
+
+#[test]
+fn a_plain_text_guest_takes_part_and_sees_the_room_once_validated() {
+    let (_server, port) = serve(&[]);
+    let ada = join(port, "ada", &[]);
+    expect_join(&ada, "lobby", "ada");
+    // The lab's step-4 program is the guest: every datagram it receives is a line on stdout.
+    let mut guest = Proc::python(
+        "step4_peer.py",
+        &["connect", "127.0.0.1", &port.to_string()],
+    );
+    guest.send_line("hello from the lab, with enough words to earn the welcome line back");
+    let said = expect_event(&ada, "the guest's line", |e| {
+        e["type"] == "message" && e["from"].as_str().is_some_and(|f| f.starts_with("guest-"))
+    });
+    let guest_nick = said["from"].as_str().unwrap().to_owned();
+    let welcome = guest.stdout_line();
+    assert!(
+        welcome.starts_with(&format!(
+            "* you are {guest_nick}; to see everything, send: /ok "
+        )),
+        "{welcome}"
+    );
+    let code = welcome.rsplit(' ').next().unwrap().to_owned();
+    guest.send_line(&format!("/ok {code}"));
+    // Lines held back for want of budget come first, then the thanks.
+    let mut line = guest.stdout_line();
+    while !line.contains("you now see everything") {
+        assert!(line.starts_with("* "), "{line}");
+        line = guest.stdout_line();
+    }
+    let mut ada = ada;
+    ada.send_line("welcome, guest");
+    line = guest.stdout_line();
+    while !line.starts_with("ada:") {
+        line = guest.stdout_line();
+    }
+    assert_eq!(line, "ada: welcome, guest");
+    guest.send_line("bye");
+    guest.expect_success();
+    let left = expect_event(&ada, "the guest leaving", |e| {
+        e["type"] == "leave" && e["nick"] == guest_nick.as_str()
+    });
+    assert_eq!(left["reason"], "quit");
+}
+
+#[test]
+fn no_guests_means_plain_text_is_refused() {
+    let (mut server, port) = serve(&["--no-guests"]);
+    let socket = support::local_socket();
+    socket.send_to(b"hello?", ("127.0.0.1", port)).unwrap();
+    server.stderr_line_containing("refused 127.0.0.1:");
+    let ada = join(port, "ada", &[]);
+    expect_join(&ada, "lobby", "ada");
+    server.signal("INT");
+    server.expect_success();
+}
+
+#[test]
+fn a_frozen_client_times_out_and_the_room_sees_it_leave() {
+    let (_server, port) = serve(&["--peer-timeout", "1"]);
+    let ada = join(port, "ada", &[]);
+    expect_join(&ada, "lobby", "ada");
+    let bob = join(port, "bob", &[]);
+    expect_join(&ada, "lobby", "bob");
+    bob.signal("STOP"); // no more keepalives, no more acks
+    let left = expect_event(&ada, "bob timing out", |e| {
+        e["type"] == "leave" && e["nick"] == "bob"
+    });
+    assert_eq!(left["reason"], "timeout");
+    bob.signal("CONT");
+}
+
+#[test]
+fn end_of_input_delivers_every_line_in_order_before_leaving() {
+    let (_server, port) = serve(&[]);
+    let ada = join(port, "ada", &[]);
+    expect_join(&ada, "lobby", "ada");
+    let input: String = (1..=200).map(|i| format!("{i}\n")).collect();
+    let mut seq = Command::new(env!("CARGO_BIN_EXE_udpchat"))
+        .args(["join", &format!("127.0.0.1:{port}"), "--nick", "seq"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    seq.stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 200 {
+        let e = expect_event(&ada, "seq's lines", |e| {
+            e["type"] == "message" && e["from"] == "seq"
+        });
+        got.push(e["text"].as_str().unwrap().to_owned());
+    }
+    let expected: Vec<String> = (1..=200).map(|i| i.to_string()).collect();
+    assert_eq!(got, expected);
+    let status = wait_child(&mut seq);
+    assert!(status.success(), "{status}");
+    expect_event(&ada, "seq leaving", |e| {
+        e["type"] == "leave" && e["nick"] == "seq" && e["reason"] == "quit"
+    });
+}
+
+#[test]
+fn ctrl_c_on_the_server_tells_the_clients() {
+    let (mut server, port) = serve(&[]);
+    let mut ada = join(port, "ada", &[]);
+    expect_join(&ada, "lobby", "ada");
+    server.signal("INT");
+    let closed = expect_event(&ada, "the server going", |e| e["type"] == "closed");
+    assert_eq!(closed["text"], "the server shut down");
+    assert_eq!(ada.wait().code(), Some(1));
+    server.expect_success();
+}
+
+#[test]
+fn through_a_lossy_proxy_nothing_is_lost_duplicated_or_reordered() {
+    let (_server, port) = serve(&[]);
+    let faults = FaultConfig {
+        loss: 0.2,
+        duplicate: 0.05,
+        reorder: 0.1,
+        delay: Duration::from_millis(1),
+        jitter: Duration::from_millis(3),
+    };
+    let mut config = ProxyConfig::new(format!("127.0.0.1:{port}").parse().unwrap());
+    config.seed = 7;
+    config.up = faults;
+    config.down = faults;
+    let proxy = LossyProxy::start(config).unwrap();
+    let via = proxy.addr().port();
+
+    let listener = join(via, "watcher", &[]);
+    expect_join(&listener, "lobby", "watcher");
+    let nicks = ["ann", "ben", "cat"];
+    let mut senders: Vec<_> = nicks
+        .iter()
+        .map(|nick| {
+            let input: String = (1..=40).map(|i| format!("{nick} {i}\n")).collect();
+            let mut child = Command::new(env!("CARGO_BIN_EXE_udpchat"))
+                .args([
+                    "join",
+                    &format!("127.0.0.1:{via}"),
+                    "--nick",
+                    nick,
+                    "--linger",
+                    "30",
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+            child
+        })
+        .collect();
+    let mut got: HashMap<String, Vec<String>> = HashMap::new();
+    let mut count = 0;
+    while count < 120 {
+        let e = expect_event(&listener, "the senders' lines", |e| {
+            e["type"] == "message" && nicks.contains(&e["from"].as_str().unwrap_or(""))
+        });
+        got.entry(e["from"].as_str().unwrap().into())
+            .or_default()
+            .push(e["text"].as_str().unwrap().into());
+        count += 1;
+    }
+    for nick in nicks {
+        let expected: Vec<String> = (1..=40).map(|i| format!("{nick} {i}")).collect();
+        assert_eq!(got[nick], expected, "{nick}'s lines");
+    }
+    for child in &mut senders {
+        assert!(wait_child(child).success());
+    }
+    let stats = proxy.stats();
+    assert!(stats.dropped_up > 0 && stats.dropped_down > 0, "{stats:?}");
+    assert!(stats.duplicated_up + stats.duplicated_down > 0, "{stats:?}");
+}
+
+/// Waits for a child without a `Proc` (bounded).
+fn wait_child(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("child did not exit");
+        }
+        // Polling a child's exit: there is no blocking wait with a deadline.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
