@@ -376,6 +376,35 @@ fn guests_talk_in_the_default_room_and_never_get_more_bytes_than_they_sent_until
 }
 
 #[test]
+fn an_idle_guest_is_dropped_after_the_peer_timeout() {
+    let config = ServerConfig::with_peer_timeout(Duration::from_secs(5));
+    let mut world = World::new(Faults::none(), 8, config);
+    let ada = world.add_client("ada", "lobby");
+    world.run(Duration::from_secs(1));
+    let guest = addr(600);
+    world.guest_says(guest, "just passing");
+    world.run(Duration::from_secs(1));
+    assert_eq!(world.server.guest_count(), 1);
+    world.run(Duration::from_secs(6));
+    assert_eq!(world.server.guest_count(), 0);
+    assert!(world.clients[ada].received.iter().any(|m| matches!(m, ServerMessage::Left { nick, reason, .. } if nick.starts_with("guest-") && reason == "timeout")));
+}
+
+#[test]
+fn a_64_kib_message_of_multibyte_characters_arrives_whole_over_a_lossy_network() {
+    let mut world = World::new(Faults::lossy(0.3), 21, ServerConfig::default());
+    let ada = world.add_client("ada", "lobby");
+    let bob = world.add_client("bob", "lobby");
+    world.run(Duration::from_secs(3));
+    // 2-, 3- and 4-byte characters, so segment boundaries fall inside characters.
+    let unit = "é€😀";
+    let text: String = unit.repeat(crate::wire::message::MAX_TEXT / unit.len());
+    world.send(ada, say("lobby", text.clone()));
+    world.run(Duration::from_secs(60));
+    assert_eq!(world.said(bob, "lobby"), vec![("ada".to_string(), text)]);
+}
+
+#[test]
 fn a_member_that_cannot_keep_up_is_evicted_and_the_room_goes_on() {
     let mut config = ServerConfig::default();
     config.connection.max_queued_bytes = 20_000;

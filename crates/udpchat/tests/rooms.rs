@@ -337,3 +337,20 @@ fn wait_child(child: &mut std::process::Child) -> std::process::ExitStatus {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn a_line_of_64_kib_crosses_in_one_piece() {
+    let (_server, port) = serve(&[]);
+    let bob = join(port, "bob", &[]);
+    expect_join(&bob, "lobby", "bob");
+    let mut ada = join(port, "ada", &[]);
+    expect_join(&bob, "lobby", "ada");
+    let unit = "é€😀";
+    let text = unit.repeat(65_536 / unit.len());
+    ada.send_line(&text);
+    let got = expect_event(&bob, "the long line", |e| {
+        e["type"] == "message" && e["from"] == "ada"
+    });
+    assert_eq!(got["text"].as_str().map(str::len), Some(text.len()));
+    assert_eq!(got["text"], text.as_str());
+}
