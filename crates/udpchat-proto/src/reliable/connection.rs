@@ -699,6 +699,10 @@ impl Connection {
             return true;
         }
         self.deliver(segment);
+        if self.phase == Phase::Drained {
+            // That segment broke the protocol: nothing after it may be delivered.
+            return false;
+        }
         while let Some(next) = self.reorder.remove(&self.next_expected) {
             self.deliver(next);
             if self.phase == Phase::Drained {
@@ -1098,6 +1102,34 @@ mod tests {
             pair.b.poll_event(),
             Some(ConnectionEvent::Closed(CloseReason::ProtocolViolation))
         );
+    }
+
+    #[test]
+    fn nothing_is_delivered_after_a_protocol_violation() {
+        // Found by the `connection` fuzz target: a buffered segment used to be delivered after
+        // the segment that closed the connection.
+        let mut pair = Pair::new(Faults::none(), 1);
+        let t0 = pair.now;
+        let data = |seq, first, last, payload: &[u8]| Packet::Data {
+            connection: ConnectionId(7),
+            token: 99,
+            ack_requested: false,
+            ack: Ack::default(),
+            segments: vec![Segment {
+                seq,
+                first,
+                last,
+                payload: payload.to_vec(),
+            }],
+        };
+        pair.b.handle_packet(t0, data(1, true, true, b"after"));
+        pair.b.handle_packet(t0, data(0, false, false, b""));
+        assert_eq!(
+            pair.b.poll_event(),
+            Some(ConnectionEvent::Closed(CloseReason::ProtocolViolation))
+        );
+        assert_eq!(pair.b.poll_event(), None);
+        assert_eq!(pair.b.stats().messages_delivered, 0);
     }
 
     #[test]

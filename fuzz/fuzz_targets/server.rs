@@ -1,0 +1,186 @@
+//! The room server survives anything peers send: arbitrary datagrams, handshakes, forged but
+//! well-formed data on real connections (any command bytes), guests, and time jumps. It never
+//! panics, never spins on a timer, and never sends an address that has not shown it is there
+//! (no Welcome received, no `/ok` sent) more bytes than that address sent it.
+//!
+//! Input: operations of one byte (`op % 8`) with operands; bytes past the end read as 0.
+//!
+//! | op   | operands          | what                                                         |
+//! |------|-------------------|--------------------------------------------------------------|
+//! | 0, 1 | peer, len, bytes  | arbitrary datagram from peer `peer % 8`                      |
+//! | 2    | peer, nonce       | a Hello from that peer                                       |
+//! | 3, 4 | peer, len, bytes  | a Data datagram on the peer's connection (if it has one),    |
+//! |      |                   | next sequence number, one segment with the bytes as message  |
+//! | 5    | peer, tag, bytes  | a well-formed command (Nick/Join/Say/Private) built from     |
+//! |      |                   | the bytes, as a segment on the peer's connection             |
+//! | 6    | step              | the clock advances step * 50 ms                              |
+//! | 7    |                   | the clock jumps to the server's next deadline                |
+#![no_main]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use libfuzzer_sys::fuzz_target;
+use udpchat_proto::rng::SplitMix64;
+use udpchat_proto::server::{Server, ServerConfig};
+use udpchat_proto::wire::message::ClientMessage;
+use udpchat_proto::wire::packet::{Ack, ConnectionId, Packet, Segment};
+
+const MAX_OPS: usize = 300;
+const PEERS: u8 = 8;
+
+fuzz_target!(|data: &[u8]| run(data));
+
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn byte(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((b, rest)) => {
+                self.0 = rest;
+                *b
+            }
+            None => 0,
+        }
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let n = n.min(self.0.len());
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        head.to_vec()
+    }
+}
+
+/// What we know of one peer address.
+#[derive(Default)]
+struct PeerState {
+    /// The connection its Welcome gave it, with the token and our next sequence number.
+    connection: Option<(ConnectionId, u64, u32)>,
+    received_from: usize,
+    sent_to: usize,
+    /// It got a Welcome or sent `/ok`: the byte budget no longer applies.
+    validated: bool,
+}
+
+fn addr(i: u8) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, 1 + i % PEERS], 4000 + u16::from(i % PEERS)))
+}
+
+fn run(data: &[u8]) {
+    let mut input = Input(data);
+    let mut now = Instant::now();
+    let mut config = ServerConfig::with_peer_timeout(Duration::from_secs(5));
+    config.max_connections = 6;
+    config.max_guests = 6;
+    config.connection.max_queued_bytes = 64 * 1024;
+    let mut server = Server::new(config, Box::new(SplitMix64::new(1)));
+    let mut peers: HashMap<SocketAddr, PeerState> = HashMap::new();
+
+    for _ in 0..MAX_OPS {
+        if input.0.is_empty() {
+            break;
+        }
+        let op = input.byte() % 8;
+        match op {
+            0 | 1 => {
+                let from = addr(input.byte());
+                let len = usize::from(input.byte());
+                let datagram = input.bytes(len);
+                receive(&mut server, &mut peers, now, from, &datagram);
+            }
+            2 => {
+                let from = addr(input.byte());
+                let nonce = u64::from(input.byte());
+                let hello = Packet::Hello { nonce }.to_bytes();
+                receive(&mut server, &mut peers, now, from, &hello);
+            }
+            3 | 4 | 5 => {
+                let from = addr(input.byte());
+                let payload = if op == 5 {
+                    let tag = input.byte();
+                    let len = usize::from(input.byte() % 40);
+                    let text = String::from_utf8_lossy(&input.bytes(len)).into_owned();
+                    let command = match tag % 4 {
+                        0 => ClientMessage::Nick { nick: text },
+                        1 => ClientMessage::Join { room: text },
+                        2 => ClientMessage::Say { room: "lobby".into(), text },
+                        _ => ClientMessage::Private { to: text.clone(), text },
+                    };
+                    command.to_bytes()
+                } else {
+                    let len = usize::from(input.byte());
+                    input.bytes(len)
+                };
+                let Some(state) = peers.get_mut(&from) else { continue };
+                let Some((connection, token, seq)) = state.connection.as_mut() else { continue };
+                let datagram = Packet::Data {
+                    connection: *connection,
+                    token: *token,
+                    ack_requested: false,
+                    ack: Ack::default(),
+                    segments: vec![Segment { seq: *seq, first: true, last: true, payload }],
+                }
+                .to_bytes();
+                *seq += 1;
+                receive(&mut server, &mut peers, now, from, &datagram);
+            }
+            6 => now += Duration::from_millis(50 * u64::from(input.byte())),
+            _ => {
+                if let Some(deadline) = server.poll_timeout() {
+                    now = now.max(deadline);
+                }
+            }
+        }
+        // Timers: handling a deadline must move it, or the driver would spin.
+        for round in 0.. {
+            match server.poll_timeout() {
+                Some(deadline) if deadline <= now => {
+                    assert!(round < 64, "the server keeps asking for a timeout it does not handle");
+                    server.handle_timeout(now);
+                    drain(&mut server, &mut peers, now);
+                }
+                _ => break,
+            }
+        }
+        drain(&mut server, &mut peers, now);
+    }
+}
+
+fn receive(
+    server: &mut Server,
+    peers: &mut HashMap<SocketAddr, PeerState>,
+    now: Instant,
+    from: SocketAddr,
+    datagram: &[u8],
+) {
+    let state = peers.entry(from).or_default();
+    state.received_from += datagram.len();
+    if datagram.starts_with(b"/ok") {
+        state.validated = true;
+    }
+    server.handle_datagram(now, from, datagram);
+    drain(server, peers, now);
+}
+
+fn drain(server: &mut Server, peers: &mut HashMap<SocketAddr, PeerState>, now: Instant) {
+    let mut polls = 0;
+    while let Some(transmit) = server.poll_transmit(now) {
+        polls += 1;
+        assert!(polls < 100_000, "poll_transmit never ends");
+        let state = peers.entry(transmit.destination).or_default();
+        if let Ok(Packet::Welcome { connection, token, .. }) = Packet::decode(&transmit.payload) {
+            state.validated = true;
+            state.connection = Some((connection, token, 0));
+        }
+        state.sent_to += transmit.payload.len();
+        assert!(
+            state.validated || state.sent_to <= state.received_from,
+            "amplification toward {}: {} bytes sent for {} received",
+            transmit.destination,
+            state.sent_to,
+            state.received_from
+        );
+    }
+    while server.poll_event().is_some() {}
+}
