@@ -567,7 +567,7 @@ impl Server {
                 });
                 return;
             }
-            self.add_guest(now, from);
+            self.add_guest(now, from, newline);
         }
         let Some(guest) = self.guests.get_mut(&from) else {
             return;
@@ -617,7 +617,9 @@ impl Server {
         self.flush_guest(from);
     }
 
-    fn add_guest(&mut self, now: Instant, addr: SocketAddr) {
+    /// A new guest; `newline` tells whether its first line ended with one, so that even the
+    /// first lines it is sent follow its style.
+    fn add_guest(&mut self, now: Instant, addr: SocketAddr, newline: bool) {
         let mut h = DefaultHasher::new();
         (self.guest_secret, addr).hash(&mut h);
         let digest = h.finish();
@@ -638,7 +640,7 @@ impl Server {
                 queue: VecDeque::new(),
                 dropped: 0,
                 last_heard: now,
-                newline: false,
+                newline,
             },
         );
         self.events.push_back(ServerEvent::GuestArrived {
@@ -705,9 +707,13 @@ impl Server {
     }
 }
 
-/// How a guest sees a server message, as one plain-text line; `None` for what a guest has no
-/// use for.
+/// How a guest sees a server message, as one plain-text line, neutralised (a guest is a bare
+/// terminal: `nc -u` prints what it gets); `None` for what a guest has no use for.
 fn guest_line(message: &ServerMessage) -> Option<String> {
+    guest_line_raw(message).map(|line| text::neutralize(&line).into_owned())
+}
+
+fn guest_line_raw(message: &ServerMessage) -> Option<String> {
     Some(match message {
         ServerMessage::Message {
             from,

@@ -376,6 +376,17 @@ fn guests_talk_in_the_default_room_and_never_get_more_bytes_than_they_sent_until
 }
 
 #[test]
+fn a_guest_that_ends_its_lines_with_newlines_gets_newlines_from_the_first_line_on() {
+    let mut world = World::new(Faults::none(), 8, ServerConfig::default());
+    let guest = addr(700);
+    world.guest_says(guest, &format!("{}\n", "n".repeat(200)));
+    world.run(Duration::from_secs(1));
+    let lines = &world.guests[&guest];
+    assert!(!lines.is_empty());
+    assert!(lines.iter().all(|l| l.ends_with('\n')), "{lines:?}");
+}
+
+#[test]
 fn an_idle_guest_is_dropped_after_the_peer_timeout() {
     let config = ServerConfig::with_peer_timeout(Duration::from_secs(5));
     let mut world = World::new(Faults::none(), 8, config);

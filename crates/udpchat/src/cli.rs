@@ -73,9 +73,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Join a room server: each line of input is a message or a /command.
     ///
-    /// Commands: /join ROOM, /part [ROOM], /nick NAME, /msg NICK TEXT, /me TEXT, /who [ROOM],
-    /// /topic [TEXT], /quit; `//text` sends a line that starts with a slash. End of input
-    /// leaves after everything sent has been acknowledged.
+    /// Commands: `/join ROOM`, `/part [ROOM]`, `/nick NAME`, `/msg NICK TEXT`, `/me TEXT`,
+    /// `/who [ROOM]`, `/topic [TEXT]`, `/quit`; `//text` sends a line that starts with a slash.
+    /// End of input leaves after everything sent has been acknowledged.
     Join(JoinArgs),
 }
 

@@ -149,15 +149,8 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut exit = ExitCode::SUCCESS;
     loop {
-        let now = Instant::now();
         session.retry_pending(&mut client);
-        while let Some(datagram) = client.poll_transmit(now) {
-            match socket.send(&datagram).await {
-                Ok(_) => tracer.datagram(Direction::Sent, local, server, &datagram),
-                Err(e) if net::is_icmp_report(&e) => {}
-                Err(e) => tracing::debug!(error = %e, "send failed"),
-            }
-        }
+        transmit(&socket, &mut client, tracer, local, server).await;
         while let Some(event) = client.poll_event() {
             match event {
                 ClientEvent::Connected => {
@@ -183,6 +176,8 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
                 }
             }
         }
+        // Events may have closed the client (a refused nick): its Close goes out now.
+        transmit(&socket, &mut client, tracer, local, server).await;
         if client.is_drained() {
             return Ok(exit);
         }
@@ -246,6 +241,23 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
         let now = Instant::now();
         if client.poll_timeout().is_some_and(|t| t <= now) {
             client.handle_timeout(now);
+        }
+    }
+}
+
+/// Sends everything the client has to send.
+async fn transmit(
+    socket: &UdpSocket,
+    client: &mut Client,
+    tracer: Tracer,
+    local: std::net::SocketAddr,
+    server: std::net::SocketAddr,
+) {
+    while let Some(datagram) = client.poll_transmit(Instant::now()) {
+        match socket.send(&datagram).await {
+            Ok(_) => tracer.datagram(Direction::Sent, local, server, &datagram),
+            Err(e) if net::is_icmp_report(&e) => {}
+            Err(e) => tracing::debug!(error = %e, "send failed"),
         }
     }
 }

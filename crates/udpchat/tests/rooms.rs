@@ -118,7 +118,7 @@ fn json_clients_chat_with_history_private_messages_and_isolated_rooms() {
 
 #[test]
 fn a_taken_nick_is_refused() {
-    let (_server, port) = serve(&[]);
+    let (server, port) = serve(&[]);
     let ada = join(port, "ada", &[]);
     expect_join(&ada, "lobby", "ada");
     let mut impostor = join(port, "ADA", &[]);
@@ -132,6 +132,8 @@ fn a_taken_nick_is_refused() {
         "{:?}",
         impostor.stderr_so_far()
     );
+    // The refused client said goodbye: the server frees it at once, not after the peer timeout.
+    server.stderr_line_containing("disconnected (ClosedByPeer(Leaving)");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! lossy, duplicating, reordering network look like a perfect pipe.
 //!
 //! - [`rtt`]: RTT estimation and the retransmission timeout (RFC 6298).
-//! - [`connection`]: the [`Connection`](connection::Connection) state machine: sequence numbers,
+//! - [`connection`]: the [`Connection`] state machine: sequence numbers,
 //!   cumulative and selective acks, retransmission, duplicate suppression, in-order delivery,
 //!   fragmentation and reassembly, bounded windows, keepalives, idle timeout and closing.
 
