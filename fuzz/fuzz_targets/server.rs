@@ -8,7 +8,7 @@
 //! | op   | operands          | what                                                         |
 //! |------|-------------------|--------------------------------------------------------------|
 //! | 0, 1 | peer, len, bytes  | arbitrary datagram from peer `peer % 8`                      |
-//! | 2    | peer, nonce       | a Hello from that peer                                       |
+//! | 2    | peer, nonce       | a Hello from that peer, with the cookie of its last Retry    |
 //! | 3, 4 | peer, len, bytes  | a Data datagram on the peer's connection (if it has one),    |
 //! |      |                   | next sequence number, one segment with the bytes as message  |
 //! | 5    | peer, tag, bytes  | a well-formed command (Nick/Join/Say/Private) built from     |
@@ -61,6 +61,8 @@ struct PeerState {
     sent_to: usize,
     /// It got a Welcome or sent `/ok`: the byte budget no longer applies.
     validated: bool,
+    /// The cookie of the last Retry it was sent.
+    cookie: u64,
 }
 
 fn addr(i: u8) -> SocketAddr {
@@ -92,7 +94,8 @@ fn run(data: &[u8]) {
             2 => {
                 let from = addr(input.byte());
                 let nonce = u64::from(input.byte());
-                let hello = Packet::Hello { nonce }.to_bytes();
+                let cookie = peers.get(&from).map_or(0, |p| p.cookie);
+                let hello = Packet::Hello { nonce, cookie }.to_bytes();
                 receive(&mut server, &mut peers, now, from, &hello);
             }
             3 | 4 | 5 => {
@@ -169,9 +172,13 @@ fn drain(server: &mut Server, peers: &mut HashMap<SocketAddr, PeerState>, now: I
         polls += 1;
         assert!(polls < 100_000, "poll_transmit never ends");
         let state = peers.entry(transmit.destination).or_default();
-        if let Ok(Packet::Welcome { connection, token, .. }) = Packet::decode(&transmit.payload) {
-            state.validated = true;
-            state.connection = Some((connection, token, 0));
+        match Packet::decode(&transmit.payload) {
+            Ok(Packet::Welcome { connection, token, .. }) => {
+                state.validated = true;
+                state.connection = Some((connection, token, 0));
+            }
+            Ok(Packet::Retry { cookie, .. }) => state.cookie = cookie,
+            _ => {}
         }
         state.sent_to += transmit.payload.len();
         assert!(

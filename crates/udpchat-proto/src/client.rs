@@ -52,6 +52,8 @@ enum State {
     /// Hello sent; waiting for the Welcome.
     ExpectWelcome {
         nonce: u64,
+        /// The server's cookie once a Retry gave one (0 before).
+        cookie: u64,
         started: Instant,
         /// When the latest Hello went out, and how many went out.
         sent: Option<(Instant, u32)>,
@@ -76,6 +78,7 @@ impl Client {
     pub fn new(config: ClientConfig, rng: &mut dyn RandomSource, now: Instant) -> Self {
         let state = State::ExpectWelcome {
             nonce: rng.next_u64(),
+            cookie: 0,
             started: now,
             sent: None,
             queued: VecDeque::new(),
@@ -97,10 +100,24 @@ impl Client {
         match &mut self.state {
             State::ExpectWelcome {
                 nonce,
+                cookie,
                 sent,
                 queued,
                 ..
             } => {
+                if let Packet::Retry {
+                    nonce: echoed,
+                    cookie: offered,
+                } = packet
+                {
+                    // The server wants proof of our address: say Hello again, with its cookie,
+                    // right away.
+                    if echoed == *nonce && offered != 0 && *cookie != offered {
+                        *cookie = offered;
+                        *sent = None;
+                    }
+                    return;
+                }
                 let Packet::Welcome {
                     connection,
                     nonce: echoed,
@@ -205,7 +222,12 @@ impl Client {
     /// The next datagram to send to the server.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
         match &mut self.state {
-            State::ExpectWelcome { nonce, sent, .. } => {
+            State::ExpectWelcome {
+                nonce,
+                cookie,
+                sent,
+                ..
+            } => {
                 let due = match sent {
                     None => true,
                     Some((at, count)) => now >= *at + hello_interval(&self.config, *count),
@@ -215,7 +237,13 @@ impl Client {
                 }
                 let count = sent.map_or(1, |(_, n)| n + 1);
                 *sent = Some((now, count));
-                Some(Packet::Hello { nonce: *nonce }.to_bytes())
+                Some(
+                    Packet::Hello {
+                        nonce: *nonce,
+                        cookie: *cookie,
+                    }
+                    .to_bytes(),
+                )
             }
             State::Connected(conn) => conn.poll_transmit(now),
             State::Ended => None,

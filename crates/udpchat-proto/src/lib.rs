@@ -20,6 +20,7 @@
 
 pub mod client;
 pub mod lab;
+pub mod limiter;
 pub mod reliable;
 pub mod rng;
 pub mod room;

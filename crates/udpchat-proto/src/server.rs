@@ -27,6 +27,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::limiter::{RateLimiter, RateLimits};
 use crate::reliable::{CloseReason, Connection, ConnectionConfig, ConnectionEvent, SendError};
 use crate::rng::RandomSource;
 use crate::room::{Chat, ChatLimits, GUEST_PREFIX, MemberId, Outbox};
@@ -34,6 +35,18 @@ use crate::text;
 use crate::wire::is_framed;
 use crate::wire::message::{ClientMessage, MAX_TEXT, MessageKind, ServerMessage};
 use crate::wire::packet::{CloseCode, ConnectionId, Packet};
+
+/// How long one cookie window lasts; a cookie stays valid for one to two windows.
+const COOKIE_WINDOW: Duration = Duration::from_secs(30);
+
+/// Counters, for logs and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Retries sent (Hellos without a valid cookie).
+    pub retries_sent: u64,
+    /// Datagrams dropped by the per-source rate limits.
+    pub rate_limited: u64,
+}
 
 /// How the server behaves; every bound is here.
 #[derive(Debug, Clone)]
@@ -54,6 +67,8 @@ pub struct ServerConfig {
     pub default_room: String,
     /// Room limits.
     pub chat: ChatLimits,
+    /// Per-source limits on unauthenticated work (handshakes, guest lines).
+    pub rate_limits: RateLimits,
 }
 
 impl ServerConfig {
@@ -73,6 +88,7 @@ impl ServerConfig {
             guest_queue_lines: 64,
             default_room: "lobby".into(),
             chat: ChatLimits::default(),
+            rate_limits: RateLimits::default(),
         }
     }
 }
@@ -184,6 +200,13 @@ pub struct Server {
     direct: VecDeque<Transmit>,
     events: VecDeque<ServerEvent>,
     shutting_down: bool,
+    /// Per-source token buckets for handshakes and guest lines.
+    limiter: RateLimiter,
+    /// The key of the cookie MAC.
+    cookie_keys: (u64, u64),
+    /// The time the cookie windows count from (the first input).
+    epoch: Option<Instant>,
+    stats: ServerStats,
 }
 
 impl std::fmt::Debug for Server {
@@ -199,7 +222,9 @@ impl Server {
     /// A server with no members.
     pub fn new(config: ServerConfig, mut rng: Box<dyn RandomSource>) -> Self {
         let guest_secret = rng.next_u64();
+        let cookie_keys = (rng.next_u64(), rng.next_u64());
         let chat = Chat::new(config.chat.clone());
+        let limiter = RateLimiter::new(config.rate_limits);
         Self {
             config,
             rng,
@@ -213,6 +238,10 @@ impl Server {
             direct: VecDeque::new(),
             events: VecDeque::new(),
             shutting_down: false,
+            limiter,
+            cookie_keys,
+            epoch: None,
+            stats: ServerStats::default(),
         }
     }
 
@@ -329,6 +358,14 @@ impl Server {
         self.peers.len()
     }
 
+    /// Counters.
+    pub fn stats(&self) -> ServerStats {
+        ServerStats {
+            rate_limited: self.limiter.refused,
+            ..self.stats
+        }
+    }
+
     /// Guests.
     pub fn guest_count(&self) -> usize {
         self.guests.len()
@@ -347,7 +384,9 @@ impl Server {
             return;
         };
         match packet {
-            Packet::Hello { nonce } => self.on_hello(now, from, nonce, datagram.len()),
+            Packet::Hello { nonce, cookie } => {
+                self.on_hello(now, from, nonce, cookie, datagram.len());
+            }
             Packet::Data {
                 connection, token, ..
             }
@@ -365,11 +404,22 @@ impl Server {
                 peer.conn.handle_packet(now, packet);
                 self.after_connection_input(now, connection);
             }
-            Packet::Welcome { .. } => {}
+            Packet::Welcome { .. } | Packet::Retry { .. } => {}
         }
     }
 
-    fn on_hello(&mut self, now: Instant, from: SocketAddr, nonce: u64, hello_len: usize) {
+    fn on_hello(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        nonce: u64,
+        cookie: u64,
+        hello_len: usize,
+    ) {
+        // Handshakes cost work and, once admitted, memory: each source gets a bounded rate.
+        if !self.limiter.allow(now, from.ip()) {
+            return;
+        }
         if let Some(id) = self.by_addr.get(&from).copied() {
             if let Some(peer) = self.peers.get(&id)
                 && peer.hello_nonce == nonce
@@ -388,6 +438,18 @@ impl Server {
             self.by_addr.remove(&from);
         }
         if self.shutting_down {
+            return;
+        }
+        // No state before the client proves it receives at its address: a stateless Retry
+        // (never larger than the Hello) carries a cookie only that address can send back.
+        if !self.cookie_is_valid(now, from, cookie) {
+            let retry = Packet::Retry {
+                nonce,
+                cookie: self.cookie(now, from, 0),
+            }
+            .to_bytes();
+            self.stats.retries_sent += 1;
+            self.push_direct(from, retry, hello_len);
             return;
         }
         if self.peers.len() >= self.config.max_connections {
@@ -417,6 +479,23 @@ impl Server {
         self.push_direct(from, welcome, hello_len);
         self.events
             .push_back(ServerEvent::Connected { id, addr: from });
+    }
+
+    /// The cookie for `from` in the current time window, or `windows_back` windows ago.
+    fn cookie(&mut self, now: Instant, from: SocketAddr, windows_back: u64) -> u64 {
+        let epoch = *self.epoch.get_or_insert(now);
+        let window = now.saturating_duration_since(epoch).as_secs() / COOKIE_WINDOW.as_secs();
+        #[allow(deprecated)] // SipHash-2-4 keyed by a random 128-bit key: a fine short MAC.
+        let mut mac = std::hash::SipHasher::new_with_keys(self.cookie_keys.0, self.cookie_keys.1);
+        from.ip().to_canonical().hash(&mut mac);
+        from.port().hash(&mut mac);
+        window.wrapping_sub(windows_back).hash(&mut mac);
+        mac.finish().max(1)
+    }
+
+    /// A cookie is good for the window it was made in and the next one (30 to 60 s).
+    fn cookie_is_valid(&mut self, now: Instant, from: SocketAddr, cookie: u64) -> bool {
+        cookie != 0 && (cookie == self.cookie(now, from, 0) || cookie == self.cookie(now, from, 1))
     }
 
     fn welcome(&self, connection: ConnectionId, token: u64, nonce: u64) -> Vec<u8> {
@@ -552,6 +631,12 @@ impl Server {
                 addr: from,
                 why: "guests are not allowed",
             });
+            return;
+        }
+        // Until a guest is validated, its lines are unauthenticated work: rate-limited.
+        if !self.guests.get(&from).is_some_and(|g| g.validated)
+            && !self.limiter.allow(now, from.ip())
+        {
             return;
         }
         let line = text::decode_message(datagram);

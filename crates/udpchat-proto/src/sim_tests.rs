@@ -473,6 +473,73 @@ fn hostile_datagrams_do_not_disturb_the_server() {
     );
 }
 
+#[test]
+fn no_state_before_a_cookie_and_never_more_bytes_back_than_a_spoofed_hello_sent() {
+    let mut world = World::new(Faults::none(), 12, ServerConfig::default());
+    let ada = world.add_client("ada", "lobby");
+    world.run(Duration::from_secs(2));
+    assert!(
+        world.server.stats().retries_sent >= 1,
+        "the handshake went through a Retry"
+    );
+    // Hellos "from" 2000 addresses that never answer (spoofed): no connection, and each
+    // address gets at most one Retry, smaller than its Hello.
+    for i in 0..2000u16 {
+        let from = SocketAddr::from(([10, 9, (i >> 8) as u8, i as u8], 5000));
+        world.guests.entry(from).or_default(); // record what they are sent
+        let hello = crate::wire::packet::Packet::Hello {
+            nonce: u64::from(i),
+            cookie: 0,
+        }
+        .to_bytes();
+        world.net.send(world.now, from, addr(SERVER), hello);
+    }
+    world.run(Duration::from_secs(2));
+    assert_eq!(world.server.connection_count(), 1, "only ada's");
+    for i in 0..2000u16 {
+        let from = SocketAddr::from(([10, 9, (i >> 8) as u8, i as u8], 5000));
+        let sent: usize = world.guests[&from].iter().map(String::len).sum();
+        assert!(
+            sent <= crate::wire::packet::HELLO_LEN,
+            "{sent} bytes to {from}"
+        );
+    }
+    // A forged cookie gets nowhere either.
+    let forger = addr(900);
+    let hello = crate::wire::packet::Packet::Hello {
+        nonce: 1,
+        cookie: 0xDEAD_BEEF,
+    }
+    .to_bytes();
+    world.net.send(world.now, forger, addr(SERVER), hello);
+    world.run(Duration::from_secs(1));
+    assert_eq!(world.server.connection_count(), 1);
+    world.send(ada, say("lobby", "unbothered".into()));
+    world.run(Duration::from_secs(1));
+    assert_eq!(
+        world.said(ada, "lobby"),
+        vec![("ada".into(), "unbothered".into())]
+    );
+}
+
+#[test]
+fn a_handshake_flood_from_one_address_is_rate_limited() {
+    let mut world = World::new(Faults::none(), 13, ServerConfig::default());
+    let flooder = addr(901);
+    world.guests.entry(flooder).or_default();
+    for nonce in 0..10_000u64 {
+        let hello = crate::wire::packet::Packet::Hello { nonce, cookie: 0 }.to_bytes();
+        world.net.send(world.now, flooder, addr(SERVER), hello);
+    }
+    world.run(Duration::from_millis(100));
+    let answered = world.guests[&flooder].len();
+    assert!(
+        answered <= 45,
+        "{answered} Retries for 10000 Hellos in 0.1 s"
+    );
+    assert!(world.server.stats().rate_limited >= 9_900);
+}
+
 /// Operations a property test strings together.
 #[derive(Debug, Clone)]
 enum Op {

@@ -299,7 +299,7 @@ impl Connection {
                 }
             }
             Packet::Close { reason, .. } => self.drain(CloseReason::ClosedByPeer(reason)),
-            Packet::Hello { .. } | Packet::Welcome { .. } => {}
+            Packet::Hello { .. } | Packet::Welcome { .. } | Packet::Retry { .. } => {}
         }
     }
 

@@ -9,7 +9,9 @@
 //! flags: bit 0 ENCRYPTED (reserved for the encrypted envelope; must be 0 in version 1)
 //!        bit 1 ACK_REQUESTED (Data only: answer at once, used by keepalives)
 //!
-//! Hello   (kind 1, c->s, connection id 0): nonce u64, zero padding to 48 bytes in all
+//! Hello   (kind 1, c->s, connection id 0): nonce u64, cookie u64 (0: none yet),
+//!                         zero padding to 48 bytes in all
+//! Retry   (kind 5, s->c, connection id 0): nonce u64 (echoed), cookie u64
 //! Welcome (kind 2, s->c): nonce u64 (echoed), token u64, keepalive_ms u32, idle_timeout_ms u32
 //! Data    (kind 3, both): token u64, next_expected u32, sack u64, then segments to the end:
 //!                         seq u32, seg_flags u8 (bit 0 FIRST, bit 1 LAST), len u16, payload
@@ -20,8 +22,8 @@ use super::{DecodeError, MARKER, Reader, VERSION, Writer};
 
 /// Bytes in the header of every framed datagram.
 pub const HEADER_LEN: usize = 12;
-/// A Hello is padded to this size so that the Welcome it provokes (36 bytes) is never larger:
-/// a spoofed Hello cannot make the server an amplifier.
+/// A Hello is padded to this size so that the Retry (28 bytes) or Welcome (36 bytes) it provokes
+/// is never larger: a spoofed Hello cannot make the server an amplifier.
 pub const HELLO_LEN: usize = 48;
 /// Bytes of a Data body before its segments.
 pub const DATA_FIXED_LEN: usize = 8 + 4 + 8;
@@ -54,6 +56,8 @@ pub enum PacketKind {
     Data = 3,
     /// Either side ends the connection.
     Close = 4,
+    /// The server asks the client to prove its address before it gets any state.
+    Retry = 5,
 }
 
 /// Which data a receiver has: everything below `next_expected`, plus the selective bits.
@@ -100,6 +104,16 @@ pub enum Packet {
     Hello {
         /// Random, echoed in the Welcome so the client knows it answers this Hello.
         nonce: u64,
+        /// The cookie from the server's Retry; 0 before the client has one.
+        cookie: u64,
+    },
+    /// The server's stateless answer to a Hello without a valid cookie: send the Hello again
+    /// with this cookie. Only whoever receives datagrams at the Hello's source address can.
+    Retry {
+        /// The Hello's nonce.
+        nonce: u64,
+        /// A MAC of the client's address and the time, under a server secret.
+        cookie: u64,
     },
     /// The server grants a connection.
     Welcome {
@@ -174,10 +188,11 @@ impl Packet {
                     return Err(DecodeError::OutOfRange("hello connection id"));
                 }
                 let nonce = r.u64("nonce")?;
+                let cookie = r.u64("cookie")?;
                 // The padding is ignored (any content, any length above the minimum).
                 let rest = r.remaining();
                 r.take(rest, "padding")?;
-                Packet::Hello { nonce }
+                Packet::Hello { nonce, cookie }
             }
             2 => Packet::Welcome {
                 connection,
@@ -237,6 +252,15 @@ impl Packet {
                     reason,
                 }
             }
+            5 => {
+                if connection.0 != 0 {
+                    return Err(DecodeError::OutOfRange("retry connection id"));
+                }
+                Packet::Retry {
+                    nonce: r.u64("nonce")?,
+                    cookie: r.u64("cookie")?,
+                }
+            }
             value => {
                 return Err(DecodeError::UnknownKind {
                     what: "packet kind",
@@ -253,6 +277,7 @@ impl Packet {
         let start = out.len();
         let (kind, flags, connection) = match self {
             Packet::Hello { .. } => (PacketKind::Hello, 0, ConnectionId(0)),
+            Packet::Retry { .. } => (PacketKind::Retry, 0, ConnectionId(0)),
             Packet::Welcome { connection, .. } => (PacketKind::Welcome, 0, *connection),
             Packet::Data {
                 connection,
@@ -274,9 +299,14 @@ impl Packet {
         out.put_u8(flags);
         out.put_u64(connection.0);
         match self {
-            Packet::Hello { nonce } => {
+            Packet::Hello { nonce, cookie } => {
                 out.put_u64(*nonce);
+                out.put_u64(*cookie);
                 out.resize(start + HELLO_LEN, 0);
+            }
+            Packet::Retry { nonce, cookie } => {
+                out.put_u64(*nonce);
+                out.put_u64(*cookie);
             }
             Packet::Welcome {
                 nonce,
@@ -322,6 +352,7 @@ impl Packet {
         HEADER_LEN
             + match self {
                 Packet::Hello { .. } => HELLO_LEN - HEADER_LEN,
+                Packet::Retry { .. } => 16,
                 Packet::Welcome { .. } => 24,
                 Packet::Data { segments, .. } => {
                     DATA_FIXED_LEN + segments.iter().map(Segment::encoded_len).sum::<usize>()
@@ -367,13 +398,34 @@ mod tests {
     #[test]
     fn hello_golden_bytes() {
         let bytes = round_trip(&Packet::Hello {
+            cookie: 0x1111_2222_3333_4444,
             nonce: 0x0102_0304_0506_0708,
         });
         let mut expected = vec![
-            0xF5, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8,
+            0xF5, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0x11, 0x11, 0x22, 0x22,
+            0x33, 0x33, 0x44, 0x44,
         ];
         expected.resize(HELLO_LEN, 0);
         assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn retry_golden_bytes_and_no_amplification() {
+        let bytes = round_trip(&Packet::Retry {
+            nonce: 7,
+            cookie: 0xAB,
+        });
+        assert_eq!(
+            bytes,
+            [
+                0xF5, 1, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0,
+                0xAB
+            ]
+        );
+        assert!(bytes.len() <= HELLO_LEN);
+        let mut with_id = bytes.clone();
+        with_id[11] = 1;
+        assert!(Packet::decode(&with_id).is_err());
     }
 
     #[test]
