@@ -63,6 +63,9 @@ pub struct ServerConfig {
     pub max_guests: usize,
     /// Lines queued for a guest that has no byte budget yet; the oldest are dropped beyond.
     pub guest_queue_lines: usize,
+    /// Bytes queued for one guest at most (the oldest lines are dropped beyond): with
+    /// `max_guests` it bounds what guests can cost, whatever the room says.
+    pub guest_queue_bytes: usize,
     /// The room guests talk in, and the usual first room.
     pub default_room: String,
     /// Room limits.
@@ -86,6 +89,7 @@ impl ServerConfig {
             guests: true,
             max_guests: 1_000,
             guest_queue_lines: 64,
+            guest_queue_bytes: 16 * 1024,
             default_room: "lobby".into(),
             chat: ChatLimits::default(),
             rate_limits: RateLimits::default(),
@@ -763,7 +767,11 @@ impl Server {
         if guest.newline {
             bytes.push(b'\n');
         }
-        if guest.queue.len() >= self.config.guest_queue_lines {
+        let queued = |q: &VecDeque<Vec<u8>>| q.iter().map(Vec::len).sum::<usize>();
+        while !guest.queue.is_empty()
+            && (guest.queue.len() >= self.config.guest_queue_lines
+                || queued(&guest.queue) + bytes.len() > self.config.guest_queue_bytes)
+        {
             guest.queue.pop_front();
             guest.dropped += 1;
         }
