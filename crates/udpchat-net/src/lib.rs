@@ -9,4 +9,4 @@ mod random;
 mod serve;
 
 pub use random::OsRandom;
-pub use serve::{IO_LOOP_BOUND, serve};
+pub use serve::{IO_LOOP_BOUND, Wire, serve};

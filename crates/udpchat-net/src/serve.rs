@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
@@ -14,10 +15,19 @@ pub const IO_LOOP_BOUND: usize = 160;
 /// How long shutdown waits for clients to take their Close before giving up.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// A datagram the driver moved, for `--trace`.
+#[derive(Debug, Clone, Copy)]
+pub enum Wire<'a> {
+    /// Received from this address.
+    Received(SocketAddr, &'a [u8]),
+    /// Sent to this address.
+    Sent(SocketAddr, &'a [u8]),
+}
+
 /// Runs `server` on `socket` until `shutdown` completes, then tells every client the server is
 /// going and returns once they are told (or after a short grace period).
 ///
-/// Every [`ServerEvent`] is passed to `log`.
+/// Every [`ServerEvent`] is passed to `log`, and every datagram to `watch`.
 ///
 /// # Errors
 /// Only a failure of the socket itself; errors about single datagrams (a peer gone, ICMP) are
@@ -27,6 +37,7 @@ pub async fn serve(
     mut server: Server,
     shutdown: impl Future<Output = ()>,
     mut log: impl FnMut(ServerEvent),
+    mut watch: impl FnMut(Wire<'_>),
 ) -> io::Result<()> {
     tokio::pin!(shutdown);
     let mut buf = vec![0u8; 65_536];
@@ -34,7 +45,7 @@ pub async fn serve(
     let mut stop_by: Option<Instant> = None;
     loop {
         // Output first: everything the last input produced.
-        drive_transmit(&socket, &mut server, &mut pending);
+        drive_transmit(&socket, &mut server, &mut pending, &mut watch);
         while let Some(event) = server.poll_event() {
             log(event);
         }
@@ -48,13 +59,19 @@ pub async fn serve(
         tokio::select! {
             received = socket.recv_from(&mut buf) => {
                 match received {
-                    Ok((n, from)) => server.handle_datagram(Instant::now(), from, &buf[..n]),
+                    Ok((n, from)) => {
+                        watch(Wire::Received(from, &buf[..n]));
+                        server.handle_datagram(Instant::now(), from, &buf[..n]);
+                    }
                     Err(e) => note_recv_error(&e),
                 }
                 // More may be waiting: take a bounded batch without going back to select.
                 for _ in 1..IO_LOOP_BOUND {
                     match socket.try_recv_from(&mut buf) {
-                        Ok((n, from)) => server.handle_datagram(Instant::now(), from, &buf[..n]),
+                        Ok((n, from)) => {
+                            watch(Wire::Received(from, &buf[..n]));
+                            server.handle_datagram(Instant::now(), from, &buf[..n]);
+                        }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) => note_recv_error(&e),
                     }
@@ -78,7 +95,12 @@ pub async fn serve(
 /// Sends what the server has to send, until done or the socket's buffer is full; a datagram
 /// that would block is kept and retried when the socket is writable (quinn's
 /// `buffered_transmit`).
-fn drive_transmit(socket: &UdpSocket, server: &mut Server, pending: &mut Option<Transmit>) {
+fn drive_transmit(
+    socket: &UdpSocket,
+    server: &mut Server,
+    pending: &mut Option<Transmit>,
+    watch: &mut impl FnMut(Wire<'_>),
+) {
     loop {
         let Some(transmit) = pending
             .take()
@@ -87,7 +109,7 @@ fn drive_transmit(socket: &UdpSocket, server: &mut Server, pending: &mut Option<
             return;
         };
         match socket.try_send_to(&transmit.payload, transmit.destination) {
-            Ok(_) => {}
+            Ok(_) => watch(Wire::Sent(transmit.destination, &transmit.payload)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 *pending = Some(transmit);
                 return;

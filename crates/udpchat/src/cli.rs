@@ -274,6 +274,8 @@ mod tests {
             &["chat", "--listen", "--trace"],
             &["check", "--trace"],
             &["probe", "h:1", "--trace"],
+            &["serve", "--trace"],
+            &["join", "h:1", "--nick", "n", "--trace"],
         ] {
             let cli = Cli::try_parse_from(std::iter::once("udpchat").chain(args.iter().copied()));
             assert!(cli.unwrap().trace, "{args:?}");

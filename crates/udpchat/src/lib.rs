@@ -48,7 +48,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Chat(args) => chat::run(args, tracer),
         Command::Probe(args) => probe::run(args, tracer),
         Command::Check(args) => run_check(args.port),
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(args, tracer),
         Command::Join(args) => join::run(args, tracer),
     }
 }

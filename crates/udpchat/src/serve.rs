@@ -4,18 +4,19 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use udpchat_net::OsRandom;
+use udpchat_net::{OsRandom, Wire};
 use udpchat_proto::server::{Server, ServerConfig, ServerEvent};
 
 use crate::addr::canonical;
 use crate::cli::ServeArgs;
+use crate::trace::{Direction, Tracer};
 use crate::{net, output};
 
 /// Runs `udpchat serve`.
 ///
 /// # Errors
 /// The port cannot be bound, or the socket fails.
-pub fn run(args: &ServeArgs) -> Result<ExitCode> {
+pub fn run(args: &ServeArgs, tracer: Tracer) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -47,7 +48,12 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
             }
             output::status("shutting down: telling everyone");
         };
-        udpchat_net::serve(socket, server, shutdown, log_event).await?;
+        let local = socket.local_addr()?;
+        let watch = |wire: Wire<'_>| match wire {
+            Wire::Received(from, bytes) => tracer.datagram(Direction::Received, local, from, bytes),
+            Wire::Sent(to, bytes) => tracer.datagram(Direction::Sent, local, to, bytes),
+        };
+        udpchat_net::serve(socket, server, shutdown, log_event, watch).await?;
         output::status("stopped");
         Ok(ExitCode::SUCCESS)
     })

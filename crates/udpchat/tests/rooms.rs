@@ -356,3 +356,15 @@ fn a_line_of_64_kib_crosses_in_one_piece() {
     assert_eq!(got["text"].as_str().map(str::len), Some(text.len()));
     assert_eq!(got["text"], text.as_str());
 }
+
+#[test]
+fn serve_trace_shows_the_datagrams() {
+    let (server, port) = serve(&["--trace"]);
+    let socket = support::local_socket();
+    socket
+        .send_to(b"traced guest", ("127.0.0.1", port))
+        .unwrap();
+    let from = socket.local_addr().unwrap();
+    server.stderr_line_containing(&format!(" recv {from} -> 0.0.0.0:{port} 12 bytes"));
+    server.stderr_line_containing("|traced guest|");
+}
