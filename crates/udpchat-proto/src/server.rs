@@ -39,9 +39,14 @@ use crate::wire::packet::{CloseCode, ConnectionId, Packet};
 /// How long one cookie window lasts; a cookie stays valid for one to two windows.
 const COOKIE_WINDOW: Duration = Duration::from_secs(30);
 
+/// Refusals reported as events per second at most.
+const REFUSALS_LOGGED_PER_SECOND: u32 = 10;
+
 /// Counters, for logs and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ServerStats {
+    /// Datagrams refused by a limit or a setting (guests disabled, connection or guest limit).
+    pub refused: u64,
     /// Retries sent (Hellos without a valid cookie).
     pub retries_sent: u64,
     /// Datagrams dropped by the per-source rate limits.
@@ -211,6 +216,8 @@ pub struct Server {
     /// The time the cookie windows count from (the first input).
     epoch: Option<Instant>,
     stats: ServerStats,
+    /// Refusal events in the current one-second window: (window start, count).
+    refusals_logged: Option<(Instant, u32)>,
 }
 
 impl std::fmt::Debug for Server {
@@ -246,6 +253,7 @@ impl Server {
             cookie_keys,
             epoch: None,
             stats: ServerStats::default(),
+            refusals_logged: None,
         }
     }
 
@@ -424,22 +432,15 @@ impl Server {
         if !self.limiter.allow(now, from.ip()) {
             return;
         }
-        if let Some(id) = self.by_addr.get(&from).copied() {
-            if let Some(peer) = self.peers.get(&id)
-                && peer.hello_nonce == nonce
-                && !peer.conn.is_closed()
-            {
-                // Our Welcome was lost: send the same one again.
-                let welcome = self.welcome(id, peer.conn.token(), nonce);
-                self.push_direct(from, welcome, hello_len);
-                return;
-            }
-            // A new Hello from a known address: the client restarted. The old session ends.
-            if let Some(peer) = self.peers.get_mut(&id) {
-                peer.conn.close(now, CloseCode::Leaving);
-            }
-            self.after_connection_input(now, id);
-            self.by_addr.remove(&from);
+        if let Some(id) = self.by_addr.get(&from).copied()
+            && let Some(peer) = self.peers.get(&id)
+            && peer.hello_nonce == nonce
+            && !peer.conn.is_closed()
+        {
+            // Our Welcome was lost: send the same one again.
+            let welcome = self.welcome(id, peer.conn.token(), nonce);
+            self.push_direct(from, welcome, hello_len);
+            return;
         }
         if self.shutting_down {
             return;
@@ -456,11 +457,17 @@ impl Server {
             self.push_direct(from, retry, hello_len);
             return;
         }
+        // A new Hello, with a valid cookie, from the address of a live session: the client
+        // restarted (only whoever receives at that address could answer the Retry, so a
+        // forged Hello cannot end someone else's session). The old session ends.
+        if let Some(id) = self.by_addr.remove(&from) {
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.conn.close(now, CloseCode::Leaving);
+            }
+            self.after_connection_input(now, id);
+        }
         if self.peers.len() >= self.config.max_connections {
-            self.events.push_back(ServerEvent::Refused {
-                addr: from,
-                why: "connection limit",
-            });
+            self.refuse(now, from, "connection limit");
             return;
         }
         let mut id = ConnectionId(self.rng.next_u64());
@@ -483,6 +490,24 @@ impl Server {
         self.push_direct(from, welcome, hello_len);
         self.events
             .push_back(ServerEvent::Connected { id, addr: from });
+    }
+
+    /// Reports a refusal, at most [`REFUSALS_LOGGED_PER_SECOND`] a second (a flood must not
+    /// become a flood of log lines); the rest are only counted.
+    fn refuse(&mut self, now: Instant, addr: SocketAddr, why: &'static str) {
+        self.stats.refused += 1;
+        let (since, count) = match self.refusals_logged {
+            Some((since, count))
+                if now.saturating_duration_since(since) < Duration::from_secs(1) =>
+            {
+                (since, count)
+            }
+            _ => (now, 0),
+        };
+        if count < REFUSALS_LOGGED_PER_SECOND {
+            self.events.push_back(ServerEvent::Refused { addr, why });
+        }
+        self.refusals_logged = Some((since, count + 1));
     }
 
     /// The cookie for `from` in the current time window, or `windows_back` windows ago.
@@ -631,10 +656,7 @@ impl Server {
 
     fn on_guest_line(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         if !self.config.guests {
-            self.events.push_back(ServerEvent::Refused {
-                addr: from,
-                why: "guests are not allowed",
-            });
+            self.refuse(now, from, "guests are not allowed");
             return;
         }
         // Until a guest is validated, its lines are unauthenticated work: rate-limited.
@@ -650,10 +672,7 @@ impl Server {
                 return;
             }
             if self.guests.len() >= self.config.max_guests {
-                self.events.push_back(ServerEvent::Refused {
-                    addr: from,
-                    why: "guest limit",
-                });
+                self.refuse(now, from, "guest limit");
                 return;
             }
             self.add_guest(now, from, newline);

@@ -523,6 +523,64 @@ fn no_state_before_a_cookie_and_never_more_bytes_back_than_a_spoofed_hello_sent(
 }
 
 #[test]
+fn a_forged_hello_cannot_end_someone_elses_session() {
+    let mut world = World::new(Faults::none(), 14, ServerConfig::default());
+    let ada = world.add_client("ada", "lobby");
+    world.run(Duration::from_secs(2));
+    // An off-path attacker forges Hellos "from" ada's address, with fresh nonces.
+    let victim = world.clients[ada].addr;
+    for nonce in 0..5 {
+        let hello = crate::wire::packet::Packet::Hello {
+            nonce: 1000 + nonce,
+            cookie: 0,
+        }
+        .to_bytes();
+        world.net.send(world.now, victim, addr(SERVER), hello);
+    }
+    world.run(Duration::from_secs(2));
+    world.send(ada, say("lobby", "still me".into()));
+    world.run(Duration::from_secs(2));
+    assert_eq!(
+        world.said(ada, "lobby"),
+        vec![("ada".into(), "still me".into())]
+    );
+    assert_eq!(world.clients[ada].closed, None);
+}
+
+#[test]
+fn refusals_are_logged_sparingly_under_a_flood() {
+    let config = ServerConfig {
+        guests: false,
+        ..ServerConfig::default()
+    };
+    let mut world = World::new(Faults::none(), 15, config);
+    for i in 0..5000u16 {
+        world.net.send(
+            world.now,
+            addr(2000 + i),
+            addr(SERVER),
+            b"let me in".to_vec(),
+        );
+    }
+    let mut refusals = 0;
+    let end = world.now + Duration::from_millis(500);
+    while let Some(d) = world.net.next_arrival() {
+        if d > end {
+            break;
+        }
+        world.now = d;
+        while let Some(d) = world.net.pop_due(world.now) {
+            world.server.handle_datagram(world.now, d.from, &d.payload);
+        }
+        while let Some(e) = world.server.poll_event() {
+            refusals += usize::from(matches!(e, crate::server::ServerEvent::Refused { .. }));
+        }
+    }
+    assert!(refusals <= 10, "{refusals} log lines");
+    assert_eq!(world.server.stats().refused, 5000);
+}
+
+#[test]
 fn a_handshake_flood_from_one_address_is_rate_limited() {
     let mut world = World::new(Faults::none(), 13, ServerConfig::default());
     let flooder = addr(901);
