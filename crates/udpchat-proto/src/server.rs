@@ -213,7 +213,7 @@ pub struct Server {
     limiter: RateLimiter,
     /// The key of the cookie MAC.
     cookie_keys: (u64, u64),
-    /// The time the cookie windows count from (the first input).
+    /// The time the cookie windows count from (the first cookie made).
     epoch: Option<Instant>,
     stats: ServerStats,
     /// Refusal events in the current one-second window: (window start, count).
