@@ -19,6 +19,7 @@
 //!   machine over plain UTF-8 datagrams, the lab's wire format: one message per datagram, no framing.
 
 pub mod client;
+pub mod crypto;
 pub mod lab;
 pub mod limiter;
 pub mod reliable;
