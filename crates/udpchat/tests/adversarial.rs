@@ -79,6 +79,8 @@ fn floods_do_not_disturb_real_clients_nor_grow_memory_nor_amplify() {
     let port = server.listening_port();
     let target = format!("127.0.0.1:{port}");
     let mut ada = Proc::udpchat(&["join", &target, "--nick", "ada", "--json"]);
+    // One after the other, so that ada is there to see bob arrive.
+    next_json(&ada, |e| e["type"] == "join" && e["nick"] == "ada");
     let bob = Proc::udpchat(&["join", &target, "--nick", "bob", "--json"]);
     next_json(&ada, |e| e["type"] == "join" && e["nick"] == "bob");
 
