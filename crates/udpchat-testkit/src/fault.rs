@@ -46,45 +46,19 @@ impl FaultConfig {
     };
 }
 
-/// A tiny, seedable pseudo-random generator (Vigna's splitmix64): fast, deterministic, and good
-/// enough for fault injection. Not for cryptography.
-#[derive(Debug, Clone)]
-pub struct SplitMix64 {
-    state: u64,
+use udpchat_proto::rng::RandomSource;
+/// The seedable generator of the protocol core's simulations, shared so that both use one.
+pub use udpchat_proto::rng::SplitMix64;
+
+/// `true` with probability `p` (NaN and `p <= 0` never, `p >= 1` always).
+fn chance(rng: &mut SplitMix64, p: f64) -> bool {
+    rng.next_f64() < p
 }
 
-impl SplitMix64 {
-    /// A generator whose whole output is determined by `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self { state: seed }
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A uniform float in `0.0..1.0` (53 random bits).
-    pub fn next_f64(&mut self) -> f64 {
-        // 2^-53: one unit in the last place of a double in [1, 2), so the result is exact.
-        const SCALE: f64 = 1.0 / (1u64 << 53) as f64;
-        (self.next_u64() >> 11) as f64 * SCALE
-    }
-
-    /// `true` with probability `p` (NaN and `p <= 0` never, `p >= 1` always).
-    pub fn chance(&mut self, p: f64) -> bool {
-        self.next_f64() < p
-    }
-
-    /// A uniform integer in `0..=max` (Lemire's multiply-shift; the bias is below 2^-64 per unit).
-    pub fn up_to(&mut self, max: u64) -> u64 {
-        let span = u128::from(max) + 1;
-        ((u128::from(self.next_u64()) * span) >> 64) as u64
-    }
+/// A uniform integer in `0..=max` (Lemire's multiply-shift; the bias is below 2^-64 per unit).
+fn up_to(rng: &mut SplitMix64, max: u64) -> u64 {
+    let span = u128::from(max) + 1;
+    ((u128::from(rng.next_u64()) * span) >> 64) as u64
 }
 
 /// What [`FaultLane::handle_datagram`] did with one datagram, for the proxy's counters.
@@ -165,9 +139,9 @@ impl FaultLane {
     /// Takes one datagram that arrived at `now` and decides its fate.
     pub fn handle_datagram(&mut self, now: Instant, payload: &[u8]) -> Outcome {
         // Draw everything up front, always in the same order, for determinism (see the type doc).
-        let lost = self.rng.chance(self.config.loss);
-        let duplicated = self.rng.chance(self.config.duplicate);
-        let hold = self.rng.chance(self.config.reorder);
+        let lost = chance(&mut self.rng, self.config.loss);
+        let duplicated = chance(&mut self.rng, self.config.duplicate);
+        let hold = chance(&mut self.rng, self.config.reorder);
         let delay = self.draw_delay();
 
         let copies: u8 = if duplicated { 2 } else { 1 };
@@ -235,7 +209,7 @@ impl FaultLane {
         let jitter = self.config.jitter.min(MAX_DELAY);
         // MAX_DELAY in nanoseconds fits a u64 by far, so the conversion cannot fail.
         let jitter_nanos = u64::try_from(jitter.as_nanos()).unwrap_or(u64::MAX);
-        let extra = Duration::from_nanos(self.rng.up_to(jitter_nanos));
+        let extra = Duration::from_nanos(up_to(&mut self.rng, jitter_nanos));
         self.config.delay.saturating_add(extra).min(MAX_DELAY)
     }
 

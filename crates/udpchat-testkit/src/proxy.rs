@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use udpchat_proto::rng::RandomSource;
+
 use crate::fault::{FaultConfig, FaultLane, Outcome, SplitMix64};
 
 /// Default for [`ProxyConfig::max_clients`].
