@@ -17,6 +17,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use udpchat_net::OsRandom;
 use udpchat_proto::client::{Client, ClientConfig, ClientEvent};
 use udpchat_proto::reliable::{CloseReason, SendError};
+use udpchat_proto::room::{GUEST_PREFIX, is_valid_name};
 use udpchat_proto::text::neutralize;
 use udpchat_proto::wire::message::{ClientMessage, ErrorCode, MessageKind, ServerMessage};
 use udpchat_proto::wire::packet::CloseCode;
@@ -110,6 +111,17 @@ pub fn parse_line(line: &str, room: &str) -> LineCommand {
 }
 
 async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
+    // Refuse what the server would refuse before saying anything to it.
+    for (what, name) in [("nick", &args.nick), ("room", &args.room)] {
+        if !is_valid_name(name) {
+            bail!(
+                "'{name}' is not a valid {what}: 1 to 32 letters, digits or -_.[]{{}}|^, not starting with a digit or -"
+            );
+        }
+    }
+    if args.nick.to_lowercase().starts_with(GUEST_PREFIX) {
+        bail!("nicks starting with '{GUEST_PREFIX}' are reserved for plain-text guests");
+    }
     let server = addr::resolve(&args.server)?;
     let std_socket = net::bind_for(server)?;
     std_socket

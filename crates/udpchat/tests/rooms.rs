@@ -137,6 +137,28 @@ fn a_taken_nick_is_refused() {
 }
 
 #[test]
+fn bad_nicks_and_rooms_are_refused_before_connecting() {
+    for (args, needle) in [
+        (
+            &["--nick", "bad nick"][..],
+            "'bad nick' is not a valid nick",
+        ),
+        (
+            &["--nick", "ada", "--room", "no room"],
+            "'no room' is not a valid room",
+        ),
+        (&["--nick", "guest-1"], "reserved for plain-text guests"),
+    ] {
+        let mut all = vec!["join", "127.0.0.1:9"];
+        all.extend_from_slice(args);
+        let (code, _, stderr) = support::run_udpchat(&all);
+        assert_eq!(code, 1, "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(needle), "{stderr}");
+    }
+}
+
+#[test]
 fn a_plain_text_guest_takes_part_and_sees_the_room_once_validated() {
     let (_server, port) = serve(&[]);
     let ada = join(port, "ada", &[]);
