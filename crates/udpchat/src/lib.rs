@@ -24,6 +24,7 @@ pub mod chat;
 pub mod check;
 pub mod cli;
 pub mod join;
+pub mod keys;
 pub mod net;
 pub mod output;
 pub mod probe;
