@@ -11,10 +11,11 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::crypto::{ClientHandshake, CryptoError, KEY_LEN, Transport};
 use crate::reliable::{CloseReason, Connection, ConnectionConfig, ConnectionEvent, SendError};
 use crate::rng::RandomSource;
 use crate::wire::message::{ClientMessage, ServerMessage};
-use crate::wire::packet::{CloseCode, Packet};
+use crate::wire::packet::{CloseCode, ConnectionId, Packet};
 
 /// How a client behaves.
 #[derive(Debug, Clone)]
@@ -23,6 +24,9 @@ pub struct ClientConfig {
     pub connection: ConnectionConfig,
     /// Give up when no Welcome came in this long.
     pub connect_timeout: Duration,
+    /// Use the secure handshake (Noise NX) and encrypt everything; with `Some(key)` inside,
+    /// only a server with that static key is accepted.
+    pub secure: Option<Option<[u8; KEY_LEN]>>,
 }
 
 impl Default for ClientConfig {
@@ -30,6 +34,7 @@ impl Default for ClientConfig {
         Self {
             connection: ConnectionConfig::default(),
             connect_timeout: Duration::from_secs(20),
+            secure: None,
         }
     }
 }
@@ -43,6 +48,15 @@ pub enum ClientEvent {
     Message(ServerMessage),
     /// The send queue has room again.
     Unblocked,
+    /// The server proved this static key (secure handshake): pin it if it was not pinned.
+    ServerKey([u8; KEY_LEN]),
+    /// The server offered a key other than the pinned one; the connection is refused.
+    KeyMismatch {
+        /// The pinned key's fingerprint.
+        pinned: String,
+        /// The offered key's fingerprint.
+        offered: String,
+    },
     /// The connection is over (or never came to be); the last event.
     Closed(CloseReason),
 }
@@ -71,6 +85,10 @@ pub struct Client {
     config: ClientConfig,
     state: State,
     events: VecDeque<ClientEvent>,
+    /// The secure handshake in progress, and its first message (repeated with each Hello).
+    handshake: Option<(ClientHandshake, Vec<u8>)>,
+    /// The keys of a secure connection.
+    transport: Option<Transport>,
 }
 
 impl Client {
@@ -84,19 +102,62 @@ impl Client {
             queued: VecDeque::new(),
             queued_bytes: 0,
         };
-        Self {
+        let mut client = Self {
             config,
             state,
             events: VecDeque::new(),
+            handshake: None,
+            transport: None,
+        };
+        if let Some(pinned) = client.config.secure {
+            match ClientHandshake::new(pinned) {
+                Ok(handshake) => client.handshake = Some(handshake),
+                Err(_) => client.end(CloseReason::ProtocolViolation),
+            }
         }
+        client
     }
 
     /// A datagram from the server (the driver drops datagrams from anyone else).
     pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
         // Anything malformed or unexpected is ignored: it may be forged, or stale.
-        let Ok(packet) = Packet::decode(datagram) else {
+        let Ok(mut packet) = Packet::decode(datagram) else {
             return;
         };
+        // A secure client listens only to sealed datagrams once connected, and only to a
+        // SecureWelcome before (a plain Welcome would be a downgrade).
+        if let Some(transport) = self.transport.as_mut() {
+            let Packet::Sealed {
+                connection,
+                nonce,
+                ciphertext,
+            } = packet
+            else {
+                return;
+            };
+            let State::Connected(conn) = &self.state else {
+                return;
+            };
+            if connection != conn.id() {
+                return;
+            }
+            let Ok(inner) = transport.open(nonce, &ciphertext) else {
+                return;
+            };
+            let Ok(opened) = Packet::decode(&inner) else {
+                return;
+            };
+            packet = opened;
+        }
+        if let Packet::SecureWelcome {
+            connection,
+            nonce: echoed,
+            noise,
+        } = &packet
+        {
+            self.on_secure_welcome(now, *connection, *echoed, noise);
+            return;
+        }
         match &mut self.state {
             State::ExpectWelcome {
                 nonce,
@@ -128,24 +189,11 @@ impl Client {
                 else {
                     return;
                 };
-                if echoed != *nonce {
+                if echoed != *nonce || self.handshake.is_some() {
                     return;
                 }
-                // Karn: the handshake gives an RTT sample only if the Hello went out once.
-                let sample = match sent {
-                    Some((at, 1)) => Some(now.saturating_duration_since(*at)),
-                    _ => None,
-                };
-                let mut config = self.config.connection.clone();
-                config.keepalive = Some(Duration::from_millis(u64::from(keepalive_ms.max(100))));
-                config.idle_timeout = Duration::from_millis(u64::from(idle_timeout_ms.max(1000)));
-                let mut conn = Connection::new(connection, token, config, now, sample);
-                for message in queued.drain(..) {
-                    // The queue was bounded by the same limit, so this cannot be refused.
-                    let _ = conn.send_message(message);
-                }
-                self.state = State::Connected(Box::new(conn));
-                self.events.push_back(ClientEvent::Connected);
+                let _ = (sent, queued);
+                self.connect(now, connection, token, keepalive_ms, idle_timeout_ms);
             }
             State::Connected(conn) => {
                 match &packet {
@@ -237,15 +285,24 @@ impl Client {
                 }
                 let count = sent.map_or(1, |(_, n)| n + 1);
                 *sent = Some((now, count));
-                Some(
-                    Packet::Hello {
-                        nonce: *nonce,
-                        cookie: *cookie,
+                let (nonce, cookie) = (*nonce, *cookie);
+                Some(match &self.handshake {
+                    Some((_, first)) => Packet::SecureHello {
+                        nonce,
+                        cookie,
+                        noise: first.clone(),
                     }
                     .to_bytes(),
-                )
+                    None => Packet::Hello { nonce, cookie }.to_bytes(),
+                })
             }
-            State::Connected(conn) => conn.poll_transmit(now),
+            State::Connected(conn) => {
+                let datagram = conn.poll_transmit(now)?;
+                match self.transport.as_mut() {
+                    None => Some(datagram),
+                    Some(transport) => crate::server::seal(transport, conn.id(), &datagram),
+                }
+            }
             State::Ended => None,
         }
     }
@@ -299,6 +356,78 @@ impl Client {
             State::Connected(conn) => conn.rtt(),
             _ => None,
         }
+    }
+
+    /// The secure handshake's answer: check the server's key, take the keys and the session.
+    fn on_secure_welcome(
+        &mut self,
+        now: Instant,
+        connection: ConnectionId,
+        echoed: u64,
+        noise: &[u8],
+    ) {
+        let State::ExpectWelcome { nonce, .. } = &self.state else {
+            return;
+        };
+        if echoed != *nonce {
+            return;
+        }
+        let Some((handshake, first)) = self.handshake.take() else {
+            return;
+        };
+        match handshake.finish(noise) {
+            Ok((transport, key, secrets)) if secrets.len() == 16 => {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(&secrets[..8]);
+                let token = u64::from_be_bytes(word);
+                let keepalive =
+                    u32::from_be_bytes([secrets[8], secrets[9], secrets[10], secrets[11]]);
+                let idle = u32::from_be_bytes([secrets[12], secrets[13], secrets[14], secrets[15]]);
+                self.transport = Some(transport);
+                self.events.push_back(ClientEvent::ServerKey(key));
+                self.connect(now, connection, token, keepalive, idle);
+            }
+            Err(CryptoError::KeyMismatch { pinned, offered }) => {
+                self.events
+                    .push_back(ClientEvent::KeyMismatch { pinned, offered });
+                self.end(CloseReason::ProtocolViolation);
+            }
+            // Damaged or forged (it carried our nonce, so it came from the path): the handshake
+            // state is spent, and the attempt fails; a new `join` starts afresh.
+            _ => {
+                let _ = first;
+                self.end(CloseReason::ProtocolViolation);
+            }
+        }
+    }
+
+    /// The handshake is done: the connection starts, with what queued meanwhile.
+    fn connect(
+        &mut self,
+        now: Instant,
+        connection: ConnectionId,
+        token: u64,
+        keepalive_ms: u32,
+        idle_timeout_ms: u32,
+    ) {
+        let State::ExpectWelcome { sent, queued, .. } = &mut self.state else {
+            return;
+        };
+        // Karn: the handshake gives an RTT sample only if the Hello went out once.
+        let sample = match sent {
+            Some((at, 1)) => Some(now.saturating_duration_since(*at)),
+            _ => None,
+        };
+        let mut config = self.config.connection.clone();
+        config.keepalive = Some(Duration::from_millis(u64::from(keepalive_ms.max(100))));
+        config.idle_timeout = Duration::from_millis(u64::from(idle_timeout_ms.max(1000)));
+        let mut conn = Connection::new(connection, token, config, now, sample);
+        for message in queued.drain(..) {
+            // The queue was bounded by the same limit, so this cannot be refused.
+            let _ = conn.send_message(message);
+        }
+        self.state = State::Connected(Box::new(conn));
+        self.events.push_back(ClientEvent::Connected);
     }
 
     fn on_connection_events(&mut self, now: Instant) {

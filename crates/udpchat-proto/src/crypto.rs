@@ -162,6 +162,14 @@ pub struct ClientHandshake {
     pinned: Option<[u8; KEY_LEN]>,
 }
 
+impl std::fmt::Debug for ClientHandshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientHandshake")
+            .field("pinned", &self.pinned.map(|k| fingerprint(&k)))
+            .finish()
+    }
+}
+
 /// The server's side of the handshake, after the client's first message.
 pub struct ServerHandshake {
     state: snow::HandshakeState,

@@ -27,6 +27,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::crypto::{ServerHandshake, StaticKeypair, Transport};
 use crate::limiter::{RateLimiter, RateLimits};
 use crate::reliable::{CloseReason, Connection, ConnectionConfig, ConnectionEvent, SendError};
 use crate::rng::RandomSource;
@@ -77,6 +78,9 @@ pub struct ServerConfig {
     pub chat: ChatLimits,
     /// Per-source limits on unauthenticated work (handshakes, guest lines).
     pub rate_limits: RateLimits,
+    /// The server's static key: with it, framed clients must use the secure handshake and
+    /// every later datagram is encrypted; without it, version-1 plain framing.
+    pub identity: Option<StaticKeypair>,
 }
 
 impl ServerConfig {
@@ -98,6 +102,7 @@ impl ServerConfig {
             default_room: "lobby".into(),
             chat: ChatLimits::default(),
             rate_limits: RateLimits::default(),
+            identity: None,
         }
     }
 }
@@ -152,6 +157,15 @@ pub enum ServerEvent {
         /// Why: "quit" or "timeout".
         reason: &'static str,
     },
+    /// A secure client's session moved to a new address (on an authenticated datagram).
+    Moved {
+        /// Its connection.
+        id: ConnectionId,
+        /// The old address.
+        from: SocketAddr,
+        /// The new address.
+        to: SocketAddr,
+    },
     /// A datagram was refused (limits, guests disabled, malformed).
     Refused {
         /// From whom.
@@ -169,6 +183,10 @@ struct Peer {
     /// The Hello that created it, to answer a repeated Hello (lost Welcome) with the same
     /// Welcome.
     hello_nonce: u64,
+    /// The Welcome (or SecureWelcome) sent, sent again for a repeated Hello.
+    welcome: Vec<u8>,
+    /// The keys of a secure connection: every datagram either way is sealed with them.
+    transport: Option<Transport>,
     /// Still a chat member (false once its end was handled, while it lingers to drain).
     member: bool,
 }
@@ -328,6 +346,12 @@ impl Server {
                     // More may follow: back of the line, so every connection gets its turn.
                     let destination = peer.addr;
                     self.ready.push_back(id);
+                    let payload = match peer.transport.as_mut().map(|t| seal(t, id, &payload)) {
+                        None => payload,
+                        Some(Some(sealed)) => sealed,
+                        // Sealing fails only when 2^64 nonces are used up: drop it.
+                        Some(None) => continue,
+                    };
                     return Some(Transmit {
                         destination,
                         payload,
@@ -396,8 +420,23 @@ impl Server {
             return;
         };
         match packet {
-            Packet::Hello { nonce, cookie } => {
-                self.on_hello(now, from, nonce, cookie, datagram.len());
+            // A secure server speaks only the secure handshake, and the other way round.
+            Packet::Hello { nonce, cookie } if self.config.identity.is_none() => {
+                self.on_hello(now, from, nonce, cookie, None, datagram.len());
+            }
+            Packet::SecureHello {
+                nonce,
+                cookie,
+                noise,
+            } if self.config.identity.is_some() => {
+                self.on_hello(now, from, nonce, cookie, Some(&noise), datagram.len());
+            }
+            Packet::Sealed {
+                connection,
+                nonce,
+                ciphertext,
+            } => {
+                self.on_sealed(now, from, connection, nonce, &ciphertext);
             }
             Packet::Data {
                 connection, token, ..
@@ -409,15 +448,67 @@ impl Server {
                     return;
                 };
                 // The token proves the sender saw our Welcome; the address must match too
-                // (moving to a new address comes with authenticated encryption, later).
-                if peer.conn.token() != token || peer.addr != from {
+                // (only a secure connection may move, on authenticated datagrams). Plain
+                // datagrams for a secure connection are refused.
+                if peer.conn.token() != token || peer.addr != from || peer.transport.is_some() {
                     return;
                 }
                 peer.conn.handle_packet(now, packet);
                 self.after_connection_input(now, connection);
             }
-            Packet::Welcome { .. } | Packet::Retry { .. } => {}
+            _ => {}
         }
+    }
+
+    /// An encrypted datagram: only what authenticates under the connection's keys counts, and
+    /// such a datagram may come from a new address (NAT rebinding, a network change): the
+    /// session follows it.
+    fn on_sealed(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        id: ConnectionId,
+        nonce: u64,
+        ciphertext: &[u8],
+    ) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let Some(transport) = peer.transport.as_mut() else {
+            return;
+        };
+        let Ok(inner) = transport.open(nonce, ciphertext) else {
+            return;
+        };
+        let packet = match Packet::decode(&inner) {
+            Ok(p @ (Packet::Data { .. } | Packet::Close { .. })) => p,
+            _ => return,
+        };
+        match &packet {
+            Packet::Data {
+                connection, token, ..
+            }
+            | Packet::Close {
+                connection, token, ..
+            } if *connection == id && *token == peer.conn.token() => {}
+            _ => return,
+        }
+        if peer.addr != from {
+            let old = std::mem::replace(&mut peer.addr, from);
+            if self.by_addr.get(&old) == Some(&id) {
+                self.by_addr.remove(&old);
+            }
+            self.by_addr.insert(from, id);
+            self.events.push_back(ServerEvent::Moved {
+                id,
+                from: old,
+                to: from,
+            });
+        }
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.conn.handle_packet(now, packet);
+        }
+        self.after_connection_input(now, id);
     }
 
     fn on_hello(
@@ -426,6 +517,7 @@ impl Server {
         from: SocketAddr,
         nonce: u64,
         cookie: u64,
+        noise: Option<&[u8]>,
         hello_len: usize,
     ) {
         // Handshakes cost work and, once admitted, memory: each source gets a bounded rate.
@@ -438,7 +530,7 @@ impl Server {
             && !peer.conn.is_closed()
         {
             // Our Welcome was lost: send the same one again.
-            let welcome = self.welcome(id, peer.conn.token(), nonce);
+            let welcome = peer.welcome.clone();
             self.push_direct(from, welcome, hello_len);
             return;
         }
@@ -475,6 +567,30 @@ impl Server {
             id = ConnectionId(self.rng.next_u64());
         }
         let token = self.rng.next_u64();
+        let (welcome, transport) = match (noise, &self.config.identity) {
+            (Some(noise), Some(identity)) => {
+                let mut secrets = Vec::with_capacity(16);
+                secrets.extend_from_slice(&token.to_be_bytes());
+                secrets.extend_from_slice(&self.ms(self.config.keepalive).to_be_bytes());
+                secrets
+                    .extend_from_slice(&self.ms(self.config.connection.idle_timeout).to_be_bytes());
+                // A malformed first message: silence.
+                let Ok((transport, reply)) = ServerHandshake::respond(identity, noise, &secrets)
+                else {
+                    return;
+                };
+                (
+                    Packet::SecureWelcome {
+                        connection: id,
+                        nonce,
+                        noise: reply,
+                    }
+                    .to_bytes(),
+                    Some(transport),
+                )
+            }
+            _ => (self.welcome(id, token, nonce), None),
+        };
         let conn = Connection::new(id, token, self.config.connection.clone(), now, None);
         self.peers.insert(
             id,
@@ -482,11 +598,12 @@ impl Server {
                 addr: from,
                 conn,
                 hello_nonce: nonce,
+                welcome: welcome.clone(),
+                transport,
                 member: true,
             },
         );
         self.by_addr.insert(from, id);
-        let welcome = self.welcome(id, token, nonce);
         self.push_direct(from, welcome, hello_len);
         self.events
             .push_back(ServerEvent::Connected { id, addr: from });
@@ -527,8 +644,12 @@ impl Server {
         cookie != 0 && (cookie == self.cookie(now, from, 0) || cookie == self.cookie(now, from, 1))
     }
 
+    fn ms(&self, d: Duration) -> u32 {
+        u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+    }
+
     fn welcome(&self, connection: ConnectionId, token: u64, nonce: u64) -> Vec<u8> {
-        let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        let ms = |d: Duration| self.ms(d);
         Packet::Welcome {
             connection,
             nonce,
@@ -817,6 +938,23 @@ impl Server {
             }
         }
     }
+}
+
+/// `datagram` (a Data or Close of connection `id`) encrypted as a Sealed datagram.
+pub(crate) fn seal(
+    transport: &mut Transport,
+    id: ConnectionId,
+    datagram: &[u8],
+) -> Option<Vec<u8>> {
+    let (nonce, ciphertext) = transport.seal(datagram).ok()?;
+    Some(
+        Packet::Sealed {
+            connection: id,
+            nonce,
+            ciphertext,
+        }
+        .to_bytes(),
+    )
 }
 
 /// How a guest sees a server message, as one plain-text line, neutralised (a guest is a bare

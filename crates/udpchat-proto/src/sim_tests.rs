@@ -25,6 +25,10 @@ struct SimClient {
     closed: Option<CloseReason>,
     /// Stopped: its datagrams are no longer sent or received (a crashed machine).
     dead: bool,
+    /// The key a secure server proved.
+    server_key: Option<[u8; 32]>,
+    /// A secure handshake was refused for the wrong key.
+    key_mismatch: bool,
 }
 
 struct World {
@@ -50,9 +54,13 @@ impl World {
 
     /// Adds a client that takes `nick` and joins `room`.
     fn add_client(&mut self, nick: &str, room: &str) -> usize {
+        self.add_client_with(nick, room, ClientConfig::default())
+    }
+
+    fn add_client_with(&mut self, nick: &str, room: &str, config: ClientConfig) -> usize {
         let n = self.clients.len();
         let mut rng = SplitMix64::new(n as u64 + 77);
-        let mut client = Client::new(ClientConfig::default(), &mut rng, self.now);
+        let mut client = Client::new(config, &mut rng, self.now);
         client
             .send(&ClientMessage::Nick { nick: nick.into() })
             .unwrap();
@@ -65,6 +73,8 @@ impl World {
             received: Vec::new(),
             closed: None,
             dead: false,
+            server_key: None,
+            key_mismatch: false,
         });
         n
     }
@@ -98,6 +108,8 @@ impl World {
                 match e {
                     ClientEvent::Message(m) => c.received.push(m),
                     ClientEvent::Closed(r) => c.closed = Some(r),
+                    ClientEvent::ServerKey(key) => c.server_key = Some(key),
+                    ClientEvent::KeyMismatch { .. } => c.key_mismatch = true,
                     ClientEvent::Connected | ClientEvent::Unblocked => {}
                 }
             }
@@ -596,6 +608,148 @@ fn a_handshake_flood_from_one_address_is_rate_limited() {
         "{answered} Retries for 10000 Hellos in 0.1 s"
     );
     assert!(world.server.stats().rate_limited >= 9_900);
+}
+
+fn secure_world(faults: Faults, seed: u64) -> (World, crate::crypto::StaticKeypair) {
+    let keys = crate::crypto::StaticKeypair::from_private([seed as u8 | 1; 32]).unwrap();
+    let config = ServerConfig {
+        identity: Some(keys.clone()),
+        ..ServerConfig::default()
+    };
+    (World::new(faults, seed, config), keys)
+}
+
+fn secure(pinned: Option<[u8; 32]>) -> ClientConfig {
+    ClientConfig {
+        secure: Some(pinned),
+        ..ClientConfig::default()
+    }
+}
+
+#[test]
+fn secure_rooms_deliver_exactly_once_in_order_over_a_lossy_network_and_show_no_text() {
+    for seed in 0..6 {
+        let (mut world, keys) = secure_world(Faults::lossy(0.3), seed);
+        let nicks = ["ada", "bob", "cyd"];
+        for nick in nicks {
+            world.add_client_with(nick, "lobby", secure(Some(keys.public)));
+        }
+        world.run(Duration::from_secs(10));
+        let mut sent: HashMap<String, Vec<String>> = HashMap::new();
+        for round in 0..20 {
+            for (c, nick) in nicks.iter().enumerate() {
+                let text = format!("SECRET-{nick}-{round}");
+                sent.entry((*nick).into()).or_default().push(text.clone());
+                world.send(c, say("lobby", text));
+            }
+            world.run(Duration::from_millis(7));
+        }
+        world.run(Duration::from_secs(60));
+        for (c, nick) in nicks.iter().enumerate() {
+            assert_eq!(
+                by_sender(&world.said(c, "lobby")),
+                sent,
+                "seed {seed}, {nick}"
+            );
+            assert_eq!(world.clients[c].server_key, Some(keys.public));
+        }
+        assert!(
+            world.net.captured_contains(b"SECRET").is_none(),
+            "plaintext on the wire"
+        );
+        assert!(
+            world.net.captured_contains(b"lobby").is_none(),
+            "room name on the wire"
+        );
+    }
+}
+
+#[test]
+fn a_secure_client_learns_an_unpinned_key_and_refuses_a_different_pinned_one() {
+    let (mut world, keys) = secure_world(Faults::none(), 3);
+    let tofu = world.add_client_with("ada", "lobby", secure(None));
+    let wrong = world.add_client_with("bob", "lobby", secure(Some([9; 32])));
+    world.run(Duration::from_secs(3));
+    assert_eq!(world.clients[tofu].server_key, Some(keys.public));
+    assert!(world.clients[wrong].key_mismatch);
+    assert_eq!(
+        world.clients[wrong].closed,
+        Some(CloseReason::ProtocolViolation)
+    );
+    assert!(world.clients[wrong].received.is_empty());
+}
+
+#[test]
+fn a_secure_server_ignores_plain_hellos_and_tampered_or_replayed_datagrams() {
+    let (mut world, keys) = secure_world(Faults::none(), 4);
+    let plain = world.add_client("eve", "lobby");
+    let ada = world.add_client_with("ada", "lobby", secure(Some(keys.public)));
+    world.run(Duration::from_secs(3));
+    assert!(
+        world.clients[plain].received.is_empty(),
+        "no plain session on a secure server"
+    );
+    world.send(ada, say("lobby", "one".into()));
+    world.run(Duration::from_secs(1));
+    // Replay and tamper with everything ada sent so far, from another address too.
+    let ada_addr = world.clients[ada].addr;
+    let captured: Vec<Vec<u8>> = world.net.captured_from(ada_addr);
+    assert!(!captured.is_empty());
+    for datagram in &captured {
+        let mut tampered = datagram.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        for bytes in [datagram.clone(), tampered] {
+            world
+                .net
+                .send(world.now, ada_addr, addr(SERVER), bytes.clone());
+            world.net.send(world.now, addr(666), addr(SERVER), bytes);
+        }
+    }
+    world.run(Duration::from_secs(2));
+    world.send(ada, say("lobby", "two".into()));
+    world.run(Duration::from_secs(2));
+    let texts: Vec<String> = world
+        .said(ada, "lobby")
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(texts, ["one", "two"], "replays delivered nothing twice");
+    assert_eq!(
+        world.server.connection_count(),
+        1,
+        "nothing replayed opened or moved a session"
+    );
+}
+
+#[test]
+fn a_secure_session_follows_its_client_to_a_new_address() {
+    let (mut world, keys) = secure_world(Faults::lossy(0.1), 5);
+    let ada = world.add_client_with("ada", "lobby", secure(Some(keys.public)));
+    let bob = world.add_client_with("bob", "lobby", secure(Some(keys.public)));
+    world.run(Duration::from_secs(3));
+    world.send(ada, say("lobby", "before".into()));
+    world.run(Duration::from_secs(2));
+    // NAT rebinding: ada's datagrams now come from another port.
+    world.clients[ada].addr = addr(4242);
+    world.send(ada, say("lobby", "after".into()));
+    world.run(Duration::from_secs(5));
+    let at_bob: Vec<String> = world
+        .said(bob, "lobby")
+        .into_iter()
+        .filter(|(f, _)| f == "ada")
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(at_bob, ["before", "after"]);
+    // And the server's answers reach her at the new address.
+    world.send(bob, say("lobby", "welcome back".into()));
+    world.run(Duration::from_secs(5));
+    assert!(
+        world
+            .said(ada, "lobby")
+            .contains(&("bob".into(), "welcome back".into()))
+    );
+    assert_eq!(world.clients[ada].closed, None);
 }
 
 /// Operations a property test strings together.

@@ -70,6 +70,8 @@ pub struct Network {
     pub dropped: u64,
     /// Datagrams duplicated so far.
     pub duplicated: u64,
+    /// Every datagram ever sent (before faults), for inspection.
+    captured: Vec<InFlight>,
 }
 
 impl Network {
@@ -82,11 +84,17 @@ impl Network {
             counter: 0,
             dropped: 0,
             duplicated: 0,
+            captured: Vec::new(),
         }
     }
 
     /// Puts a datagram on the wire at `now`.
     pub fn send(&mut self, now: Instant, from: SocketAddr, to: SocketAddr, payload: Vec<u8>) {
+        self.captured.push(InFlight {
+            from,
+            to,
+            payload: payload.clone(),
+        });
         if self.rng.next_f64() < self.faults.loss {
             self.dropped += 1;
             return;
@@ -124,6 +132,22 @@ impl Network {
             return None;
         }
         self.queue.remove(&key)
+    }
+
+    /// The first captured datagram that contains `needle`, if any.
+    pub fn captured_contains(&self, needle: &[u8]) -> Option<&InFlight> {
+        self.captured
+            .iter()
+            .find(|d| d.payload.windows(needle.len()).any(|w| w == needle))
+    }
+
+    /// Every datagram `from` sent, in order.
+    pub fn captured_from(&self, from: SocketAddr) -> Vec<Vec<u8>> {
+        self.captured
+            .iter()
+            .filter(|d| d.from == from)
+            .map(|d| d.payload.clone())
+            .collect()
     }
 
     /// Whether nothing is in flight.

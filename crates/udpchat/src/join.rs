@@ -178,7 +178,13 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
                     }
                     printer.show(&message)?;
                 }
-                ClientEvent::Unblocked => {}
+                ClientEvent::Unblocked | ClientEvent::ServerKey(_) => {}
+                ClientEvent::KeyMismatch { pinned, offered } => {
+                    output::status(&format!(
+                        "udpchat: error: the server's key changed: pinned {pinned}, offered {offered}; refusing to talk to it"
+                    ));
+                    exit = ExitCode::FAILURE;
+                }
                 ClientEvent::Closed(reason) => {
                     let (text, ok) = describe_close(reason);
                     printer.status(&text, "closed");

@@ -78,6 +78,12 @@ fn log_event(event: ServerEvent) {
         ServerEvent::GuestLeft { addr, nick, reason } => {
             format!("- guest {nick} at {} left ({reason})", canonical(addr))
         }
+        ServerEvent::Moved { id, from, to } => format!(
+            "~ connection {:016x} moved from {} to {}",
+            id.0,
+            canonical(from),
+            canonical(to)
+        ),
         ServerEvent::Refused { addr, why } => format!("! refused {}: {why}", canonical(addr)),
     };
     output::status(&line);

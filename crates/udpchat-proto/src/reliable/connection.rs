@@ -299,7 +299,8 @@ impl Connection {
                 }
             }
             Packet::Close { reason, .. } => self.drain(CloseReason::ClosedByPeer(reason)),
-            Packet::Hello { .. } | Packet::Welcome { .. } | Packet::Retry { .. } => {}
+            // Handshake packets are the endpoint's business.
+            _ => {}
         }
     }
 

@@ -58,7 +58,17 @@ pub enum PacketKind {
     Close = 4,
     /// The server asks the client to prove its address before it gets any state.
     Retry = 5,
+    /// A Hello that opens a Noise handshake (secure rooms).
+    SecureHello = 6,
+    /// The Welcome that completes it.
+    SecureWelcome = 7,
+    /// A Data or Close datagram, encrypted and authenticated.
+    Sealed = 8,
 }
+
+/// A SecureHello is padded to this size, so that neither the Retry nor the SecureWelcome (140
+/// bytes) it provokes is larger.
+pub const SECURE_HELLO_LEN: usize = 160;
 
 /// Which data a receiver has: everything below `next_expected`, plus the selective bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -114,6 +124,35 @@ pub enum Packet {
         nonce: u64,
         /// A MAC of the client's address and the time, under a server secret.
         cookie: u64,
+    },
+    /// A Hello that also carries the first Noise handshake message (the client's ephemeral
+    /// key).
+    SecureHello {
+        /// As in Hello.
+        nonce: u64,
+        /// As in Hello.
+        cookie: u64,
+        /// Noise message 1 (32 bytes).
+        noise: Vec<u8>,
+    },
+    /// The server's answer: Noise message 2, which proves the server's static key and carries,
+    /// encrypted, what a Welcome carries in clear.
+    SecureWelcome {
+        /// The new connection.
+        connection: ConnectionId,
+        /// The Hello's nonce.
+        nonce: u64,
+        /// Noise message 2.
+        noise: Vec<u8>,
+    },
+    /// An encrypted Data or Close datagram of a secure connection.
+    Sealed {
+        /// The connection (in clear, to find the keys).
+        connection: ConnectionId,
+        /// The AEAD nonce, in clear: datagrams may arrive in any order.
+        nonce: u64,
+        /// The encrypted datagram, tag included.
+        ciphertext: Vec<u8>,
     },
     /// The server grants a connection.
     Welcome {
@@ -252,6 +291,39 @@ impl Packet {
                     reason,
                 }
             }
+            6 => {
+                if datagram.len() < SECURE_HELLO_LEN || connection.0 != 0 {
+                    return Err(DecodeError::OutOfRange("secure hello"));
+                }
+                let nonce = r.u64("nonce")?;
+                let cookie = r.u64("cookie")?;
+                let noise = r.take(32, "noise message 1")?.to_vec();
+                let rest = r.remaining();
+                r.take(rest, "padding")?;
+                Packet::SecureHello {
+                    nonce,
+                    cookie,
+                    noise,
+                }
+            }
+            7 => {
+                let nonce = r.u64("nonce")?;
+                let rest = r.remaining();
+                Packet::SecureWelcome {
+                    connection,
+                    nonce,
+                    noise: r.take(rest, "noise message 2")?.to_vec(),
+                }
+            }
+            8 => {
+                let nonce = r.u64("nonce")?;
+                let rest = r.remaining();
+                Packet::Sealed {
+                    connection,
+                    nonce,
+                    ciphertext: r.take(rest, "ciphertext")?.to_vec(),
+                }
+            }
             5 => {
                 if connection.0 != 0 {
                     return Err(DecodeError::OutOfRange("retry connection id"));
@@ -278,6 +350,9 @@ impl Packet {
         let (kind, flags, connection) = match self {
             Packet::Hello { .. } => (PacketKind::Hello, 0, ConnectionId(0)),
             Packet::Retry { .. } => (PacketKind::Retry, 0, ConnectionId(0)),
+            Packet::SecureHello { .. } => (PacketKind::SecureHello, 0, ConnectionId(0)),
+            Packet::SecureWelcome { connection, .. } => (PacketKind::SecureWelcome, 0, *connection),
+            Packet::Sealed { connection, .. } => (PacketKind::Sealed, 0, *connection),
             Packet::Welcome { connection, .. } => (PacketKind::Welcome, 0, *connection),
             Packet::Data {
                 connection,
@@ -307,6 +382,26 @@ impl Packet {
             Packet::Retry { nonce, cookie } => {
                 out.put_u64(*nonce);
                 out.put_u64(*cookie);
+            }
+            Packet::SecureHello {
+                nonce,
+                cookie,
+                noise,
+            } => {
+                out.put_u64(*nonce);
+                out.put_u64(*cookie);
+                out.extend_from_slice(noise);
+                out.resize((start + SECURE_HELLO_LEN).max(out.len()), 0);
+            }
+            Packet::SecureWelcome { nonce, noise, .. } => {
+                out.put_u64(*nonce);
+                out.extend_from_slice(noise);
+            }
+            Packet::Sealed {
+                nonce, ciphertext, ..
+            } => {
+                out.put_u64(*nonce);
+                out.extend_from_slice(ciphertext);
             }
             Packet::Welcome {
                 nonce,
@@ -353,6 +448,11 @@ impl Packet {
             + match self {
                 Packet::Hello { .. } => HELLO_LEN - HEADER_LEN,
                 Packet::Retry { .. } => 16,
+                Packet::SecureHello { noise, .. } => {
+                    (SECURE_HELLO_LEN - HEADER_LEN).max(16 + noise.len())
+                }
+                Packet::SecureWelcome { noise, .. } => 8 + noise.len(),
+                Packet::Sealed { ciphertext, .. } => 8 + ciphertext.len(),
                 Packet::Welcome { .. } => 24,
                 Packet::Data { segments, .. } => {
                     DATA_FIXED_LEN + segments.iter().map(Segment::encoded_len).sum::<usize>()
