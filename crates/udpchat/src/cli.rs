@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// Refuse plain-text guests: only `udpchat join` clients.
     #[arg(long)]
     pub no_guests: bool,
+    /// The server's private key, created (mode 0600) on first start. Default: `server.key` in
+    /// the data directory ($XDG_DATA_HOME/udpchat or ~/.local/share/udpchat).
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 /// Arguments of `udpchat join`.
@@ -114,6 +118,11 @@ pub struct JoinArgs {
     /// How long to wait, at the end of input, for the server to acknowledge what was sent.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub linger: Duration,
+    /// The server's key fingerprint, as `udpchat serve` prints it: refuse any other key. By
+    /// default the first key seen is pinned in `known_servers` (trust on first use) and a
+    /// changed key is refused.
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub server_key: Option<String>,
 }
 
 /// Arguments of `udpchat recv`.

@@ -24,10 +24,12 @@ use udpchat_proto::wire::packet::CloseCode;
 
 use crate::addr;
 use crate::cli::JoinArgs;
+use crate::keys;
 use crate::net::{self, MAX_DATAGRAM};
 use crate::output;
 use crate::screen::{Input, spawn_stdin_lines};
 use crate::trace::{Direction, Tracer};
+use udpchat_proto::crypto::{fingerprint, normalize_fingerprint};
 
 /// Runs `udpchat join`.
 ///
@@ -133,9 +135,28 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
 
+    // Which server key to accept: the pinned one, else the one given, else the first seen.
+    let wanted = match &args.server_key {
+        Some(text) => Some(normalize_fingerprint(text).with_context(|| {
+            format!("'{text}' is not a fingerprint (8 groups of 4 characters, as serve prints it)")
+        })?),
+        None => None,
+    };
+    let known_path = keys::data_dir().map(|dir| dir.join("known_servers"));
+    let mut known = match &known_path {
+        Some(path) => keys::KnownServers::load(path)?,
+        None => keys::KnownServers::default(),
+    };
+    let server_name = addr::Target::parse(&args.server)?.to_string();
+    let pinned = known.pinned(&server_name);
+
     let mut rng = OsRandom::new().context("no randomness")?;
     let start = Instant::now();
-    let mut client = Client::new(ClientConfig::default(), &mut rng, start);
+    let config = ClientConfig {
+        secure: Some(pinned),
+        ..ClientConfig::default()
+    };
+    let mut client = Client::new(config, &mut rng, start);
     let printer = Printer { json: args.json };
     let mut session = Session {
         room: args.room.clone(),
@@ -178,10 +199,30 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
                     }
                     printer.show(&message)?;
                 }
-                ClientEvent::Unblocked | ClientEvent::ServerKey(_) => {}
+                ClientEvent::Unblocked => {}
+                ClientEvent::ServerKey(key) => {
+                    let offered = fingerprint(&key);
+                    if let Some(wanted) = &wanted
+                        && *wanted != offered
+                    {
+                        output::status(&format!(
+                            "udpchat: error: the server's key is {offered}, not {wanted}; refusing to talk to it"
+                        ));
+                        exit = ExitCode::FAILURE;
+                        client.close(Instant::now());
+                        continue;
+                    }
+                    if pinned.is_none() {
+                        known.pin(&server_name, key)?;
+                        printer.status(
+                            &format!("pinned the key of {server_name}: {offered}"),
+                            "pinned",
+                        );
+                    }
+                }
                 ClientEvent::KeyMismatch { pinned, offered } => {
                     output::status(&format!(
-                        "udpchat: error: the server's key changed: pinned {pinned}, offered {offered}; refusing to talk to it"
+                        "udpchat: error: the server's key changed: pinned {pinned}, offered {offered}; refusing to talk to it (if the server really has a new key, delete its line in known_servers)"
                     ));
                     exit = ExitCode::FAILURE;
                 }

@@ -20,11 +20,12 @@ use udpchat_proto::crypto::{KEY_LEN, StaticKeypair, fingerprint};
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// Reading or writing failed.
-    #[error("{path}: {source}")]
+    #[error("cannot use {path}")]
     Io {
         /// The file.
         path: PathBuf,
         /// What the system said.
+        #[source]
         source: io::Error,
     },
     /// The file is not what udpchat writes.
@@ -92,48 +93,71 @@ pub fn load_or_create_server_key(
     fresh_private: impl FnOnce() -> [u8; KEY_LEN],
 ) -> Result<(StaticKeypair, bool), KeyError> {
     match fs::metadata(path) {
-        Ok(meta) => {
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                return Err(KeyError::TooOpen {
-                    path: path.to_owned(),
-                    mode,
-                });
-            }
-            let mut text = String::new();
-            fs::File::open(path)
-                .and_then(|mut f| f.read_to_string(&mut text))
-                .map_err(io_error(path))?;
-            let line = text
-                .lines()
-                .find(|l| !l.starts_with('#') && !l.trim().is_empty());
-            let private = line.and_then(unhex).ok_or_else(|| KeyError::Malformed {
-                path: path.to_owned(),
-                why: "expected 64 hex digits",
-            })?;
-            Ok((StaticKeypair::from_private(private)?, false))
-        }
+        Ok(_) => Ok((load_server_key(path)?, false)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 fs::create_dir_all(dir).map_err(io_error(dir))?;
             }
             let keys = StaticKeypair::from_private(fresh_private())?;
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(io_error(path))?;
             let text = format!(
                 "# udpchat server key (private: keep it secret). Fingerprint {}\n{}\n",
                 fingerprint(&keys.public),
                 hex(&keys.private)
             );
-            file.write_all(text.as_bytes()).map_err(io_error(path))?;
+            // Written whole under a private name, then linked into place: another server
+            // starting at the same moment never reads half a key, and the first link wins.
+            let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+            let written = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .and_then(|mut file| {
+                    file.write_all(text.as_bytes())
+                        .and_then(|()| file.sync_all())
+                });
+            if let Err(e) = written {
+                let _ = fs::remove_file(&tmp);
+                return Err(io_error(&tmp)(e));
+            }
+            let linked = fs::hard_link(&tmp, path);
+            let _ = fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    return Ok((load_server_key(path)?, false));
+                }
+                Err(e) => return Err(io_error(path)(e)),
+            }
             Ok((keys, true))
         }
         Err(e) => Err(io_error(path)(e)),
     }
+}
+
+/// Loads an existing server key, refusing one that others may read.
+fn load_server_key(path: &Path) -> Result<StaticKeypair, KeyError> {
+    let meta = fs::metadata(path).map_err(io_error(path))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KeyError::TooOpen {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    let mut text = String::new();
+    fs::File::open(path)
+        .and_then(|mut f| f.read_to_string(&mut text))
+        .map_err(io_error(path))?;
+    let line = text
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.trim().is_empty());
+    let private = line.and_then(unhex).ok_or_else(|| KeyError::Malformed {
+        path: path.to_owned(),
+        why: "expected 64 hex digits",
+    })?;
+    Ok(StaticKeypair::from_private(private)?)
 }
 
 /// What the known-servers file says about a server's key.
@@ -188,6 +212,11 @@ impl KnownServers {
             path: path.to_owned(),
             keys,
         })
+    }
+
+    /// The key pinned for `server`, if any.
+    pub fn pinned(&self, server: &str) -> Option<[u8; KEY_LEN]> {
+        self.keys.get(server).copied()
     }
 
     /// What is known of `server`'s key.

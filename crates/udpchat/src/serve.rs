@@ -9,8 +9,11 @@ use udpchat_proto::server::{Server, ServerConfig, ServerEvent};
 
 use crate::addr::canonical;
 use crate::cli::ServeArgs;
+use crate::keys;
 use crate::trace::{Direction, Tracer};
 use crate::{net, output};
+use udpchat_proto::crypto::fingerprint;
+use udpchat_proto::rng::RandomSource;
 
 /// Runs `udpchat serve`.
 ///
@@ -25,8 +28,28 @@ pub fn run(args: &ServeArgs, tracer: Tracer) -> Result<ExitCode> {
         let std_socket = net::bind(SocketAddr::new(args.bind, args.port))?;
         std_socket.set_nonblocking(true)?;
         let socket = tokio::net::UdpSocket::from_std(std_socket)?;
+        let key_file = match &args.key_file {
+            Some(path) => path.clone(),
+            None => keys::data_dir().context("no data directory: set HOME or give --key-file")?.join("server.key"),
+        };
+        let mut rng = OsRandom::new().context("no randomness")?;
+        let (identity, created) = keys::load_or_create_server_key(&key_file, || {
+            let mut private = [0u8; 32];
+            for chunk in private.chunks_mut(8) {
+                chunk.copy_from_slice(&rng.next_u64().to_ne_bytes());
+            }
+            private
+        })?;
+        output::status(&format!(
+            "server key {} {}; fingerprint {} (clients can pin it: udpchat join ... --server-key {})",
+            if created { "created in" } else { "loaded from" },
+            key_file.display(),
+            fingerprint(&identity.public),
+            fingerprint(&identity.public)
+        ));
         let mut config = ServerConfig::with_peer_timeout(args.peer_timeout);
         config.guests = !args.no_guests;
+        config.identity = Some(identity);
         let server = Server::new(config, Box::new(OsRandom::new().context("no randomness")?));
         let mut interrupt =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;

@@ -53,10 +53,13 @@ fn flood(port: u16, sources: u32, rng: &mut SplitMix64) -> (u64, u64) {
             }
         };
         // A handshake initiation that will never be followed up.
+        let noise: Vec<u8> = (0..32).map(|_| rng.next_u64() as u8).collect();
+        let (nonce, cookie) = (rng.next_u64(), rng.next_u64() % 3);
         send(
-            &Packet::Hello {
-                nonce: rng.next_u64(),
-                cookie: rng.next_u64() % 3,
+            &Packet::SecureHello {
+                nonce,
+                cookie,
+                noise,
             }
             .to_bytes(),
         );
@@ -89,9 +92,10 @@ fn floods_do_not_disturb_real_clients_nor_grow_memory_nor_amplify() {
     let mut silent_sent = 0usize;
     for text in [
         &b"hello?"[..],
-        &Packet::Hello {
+        &Packet::SecureHello {
             nonce: 1,
             cookie: 0,
+            noise: vec![1; 32],
         }
         .to_bytes(),
         &[0xF5, 1, 3],
@@ -109,10 +113,12 @@ fn floods_do_not_disturb_real_clients_nor_grow_memory_nor_amplify() {
         // One more handshake storm from a single address (rate-limited).
         let one = UdpSocket::bind("127.0.0.77:0").unwrap();
         for nonce in 0..500u64 {
-            let _ = one.send_to(
-                &Packet::Hello { nonce, cookie: 0 }.to_bytes(),
-                ("127.0.0.1", port),
-            );
+            let hello = Packet::SecureHello {
+                nonce,
+                cookie: 0,
+                noise: vec![7; 32],
+            };
+            let _ = one.send_to(&hello.to_bytes(), ("127.0.0.1", port));
         }
         // Meanwhile the chat goes on: each line must get through, in order.
         for k in 0..5 {

@@ -237,6 +237,7 @@ fn end_of_input_delivers_every_line_in_order_before_leaving() {
     expect_join(&ada, "lobby", "ada");
     let input: String = (1..=200).map(|i| format!("{i}\n")).collect();
     let mut seq = Command::new(env!("CARGO_BIN_EXE_udpchat"))
+        .env("XDG_DATA_HOME", support::data_home())
         .args(["join", &format!("127.0.0.1:{port}"), "--nick", "seq"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -301,6 +302,7 @@ fn through_a_lossy_proxy_nothing_is_lost_duplicated_or_reordered() {
         .map(|nick| {
             let input: String = (1..=40).map(|i| format!("{nick} {i}\n")).collect();
             let mut child = Command::new(env!("CARGO_BIN_EXE_udpchat"))
+                .env("XDG_DATA_HOME", support::data_home())
                 .args([
                     "join",
                     &format!("127.0.0.1:{via}"),
@@ -389,4 +391,134 @@ fn serve_trace_shows_the_datagrams() {
     let from = socket.local_addr().unwrap();
     server.stderr_line_containing(&format!(" recv {from} -> 0.0.0.0:{port} 12 bytes"));
     server.stderr_line_containing("|traced guest|");
+}
+
+/// The fingerprint `serve` printed on stderr.
+fn fingerprint_of(server: &Proc) -> String {
+    let line = server.stderr_line_containing("fingerprint");
+    line.split("fingerprint ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("a fingerprint")
+        .to_owned()
+}
+
+#[test]
+fn the_server_key_is_pinned_on_first_use_and_a_changed_key_is_refused() {
+    let dir = support::data_home();
+    let key_a = dir.join(format!("a-{}.key", std::process::id()));
+    let key_b = dir.join(format!("b-{}.key", std::process::id()));
+    let a = key_a.to_str().unwrap();
+    let mut first = Proc::udpchat(&["serve", "--port", "0", "--key-file", a]);
+    let fp_a = fingerprint_of(&first);
+    let port = first.listening_port();
+    let mut ada = join(port, "ada", &[]);
+    let pinned = expect_event(&ada, "the pin", |e| e["type"] == "pinned");
+    assert!(
+        pinned["text"].as_str().unwrap().ends_with(&fp_a),
+        "{pinned}"
+    );
+    expect_join(&ada, "lobby", "ada");
+    ada.close_stdin();
+    ada.expect_success();
+    // Same server again: the pin matches, nothing new is pinned.
+    let mut again = join(port, "ada", &[]);
+    expect_join(&again, "lobby", "ada");
+    again.close_stdin();
+    again.expect_success();
+    assert!(!again.rest_of_stdout().iter().any(|l| l.contains("pinned")));
+    first.signal("INT");
+    first.expect_success();
+
+    // Another key at the same address: refused, loudly.
+    let b = key_b.to_str().unwrap();
+    let second = Proc::udpchat(&["serve", "--port", &port.to_string(), "--key-file", b]);
+    let fp_b = fingerprint_of(&second);
+    assert_ne!(fp_a, fp_b);
+    second.listening_port();
+    let mut impostor_check = join(port, "ada", &[]);
+    assert_eq!(impostor_check.wait().code(), Some(1));
+    let stderr = impostor_check.stderr_so_far().join("\n");
+    assert!(
+        stderr.contains(&format!(
+            "the server's key changed: pinned {fp_a}, offered {fp_b}"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn server_key_pins_explicitly() {
+    let server = Proc::udpchat(&["serve", "--port", "0"]);
+    // The key's line comes first, then the listening line.
+    let fp = fingerprint_of(&server);
+    let port = server.listening_port();
+    let ok = join(port, "ada", &["--server-key", &fp.to_lowercase()]);
+    expect_join(&ok, "lobby", "ada");
+    let wrong = "0000-0000-0000-0000-0000-0000-0000-0000";
+    let mut refused = join(port, "bob", &["--server-key", wrong]);
+    assert_eq!(refused.wait().code(), Some(1));
+    assert!(
+        refused
+            .stderr_so_far()
+            .iter()
+            .any(|l| l.contains(&format!("the server's key is {fp}, not {wrong}")))
+    );
+    let (code, _, stderr) = support::run_udpchat(&[
+        "join",
+        "127.0.0.1:9",
+        "--nick",
+        "x",
+        "--server-key",
+        "nonsense",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("'nonsense' is not a fingerprint"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn no_captured_datagram_of_a_room_contains_its_text() {
+    let (server, port) = serve(&["--trace"]);
+    let mut ada = join(port, "ada", &[]);
+    expect_join(&ada, "lobby", "ada");
+    ada.send_line("TOP-SECRET-PLANS for the lab");
+    expect_event(&ada, "the echo", |e| {
+        is_message(e, "ada", "TOP-SECRET-PLANS for the lab")
+    });
+    ada.close_stdin();
+    ada.expect_success();
+    // Rebuild every datagram the server saw or sent from its hex dump, and search them.
+    let mut datagrams: Vec<Vec<u8>> = Vec::new();
+    for line in server.stderr_so_far() {
+        if line.contains(" recv ") || line.contains(" sent ") {
+            datagrams.push(Vec::new());
+        } else if let (Some(current), Some(row)) = (datagrams.last_mut(), line.strip_prefix("  ")) {
+            let hex = row
+                .get(6..)
+                .and_then(|r| r.split("  |").next())
+                .unwrap_or("");
+            current.extend(
+                hex.split_whitespace()
+                    .filter_map(|h| u8::from_str_radix(h, 16).ok()),
+            );
+        }
+    }
+    assert!(
+        datagrams.len() >= 6,
+        "handshake and data were captured: {}",
+        datagrams.len()
+    );
+    for needle in [&b"TOP-SECRET"[..], b"lobby", b"ada"] {
+        let found = datagrams
+            .iter()
+            .any(|d| d.windows(needle.len()).any(|w| w == needle));
+        assert!(
+            !found,
+            "{:?} crossed the wire in clear",
+            String::from_utf8_lossy(needle)
+        );
+    }
 }

@@ -60,10 +60,11 @@ impl Proc {
         }
     }
 
-    /// Starts the udpchat binary under test.
+    /// Starts the udpchat binary under test, with its data directory (keys, known servers) in
+    /// [`data_home`].
     pub fn udpchat(args: &[&str]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_udpchat"));
-        cmd.args(args);
+        cmd.args(args).env("XDG_DATA_HOME", data_home());
         Self::spawn(&format!("udpchat {}", args.join(" ")), cmd)
     }
 
@@ -241,10 +242,19 @@ fn lines_of(
     rx
 }
 
+/// A data directory of this test process's own, so that tests never touch the user's keys or
+/// known servers, and every run starts with none.
+pub fn data_home() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("udpchat-test-data-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
 /// Runs udpchat to completion and returns (exit code, stdout, stderr).
 pub fn run_udpchat(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_udpchat"))
         .args(args)
+        .env("XDG_DATA_HOME", data_home())
         .stdin(Stdio::null())
         .output()
         .expect("run udpchat");
