@@ -3,7 +3,8 @@
 //! panics, never spins on a timer, and never sends an address that has not shown it is there
 //! (no Welcome received, no `/ok` sent) more bytes than that address sent it.
 //!
-//! Input: operations of one byte (`op % 8`) with operands; bytes past the end read as 0.
+//! Input: a mode byte (odd: a secure server, with real Noise handshakes and sealed data), then
+//! operations of one byte (`op % 8`) with operands; bytes past the end read as 0.
 //!
 //! | op   | operands          | what                                                         |
 //! |------|-------------------|--------------------------------------------------------------|
@@ -22,6 +23,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
+use udpchat_proto::crypto::{ClientHandshake, StaticKeypair, Transport};
 use udpchat_proto::rng::SplitMix64;
 use udpchat_proto::server::{Server, ServerConfig};
 use udpchat_proto::wire::message::ClientMessage;
@@ -55,6 +57,10 @@ impl Input<'_> {
 /// What we know of one peer address.
 #[derive(Default)]
 struct PeerState {
+    /// A secure handshake in progress (secure mode).
+    handshake: Option<ClientHandshake>,
+    /// The keys of its secure session.
+    transport: Option<Transport>,
     /// The connection its Welcome gave it, with the token and our next sequence number.
     connection: Option<(ConnectionId, u64, u32)>,
     received_from: usize,
@@ -72,7 +78,11 @@ fn addr(i: u8) -> SocketAddr {
 fn run(data: &[u8]) {
     let mut input = Input(data);
     let mut now = Instant::now();
+    let secure = input.byte() % 2 == 1;
     let mut config = ServerConfig::with_peer_timeout(Duration::from_secs(5));
+    if secure {
+        config.identity = StaticKeypair::from_private([3; 32]).ok();
+    }
     config.max_connections = 6;
     config.max_guests = 6;
     config.connection.max_queued_bytes = 64 * 1024;
@@ -95,7 +105,13 @@ fn run(data: &[u8]) {
                 let from = addr(input.byte());
                 let nonce = u64::from(input.byte());
                 let cookie = peers.get(&from).map_or(0, |p| p.cookie);
-                let hello = Packet::Hello { nonce, cookie }.to_bytes();
+                let hello = if secure {
+                    let Ok((handshake, noise)) = ClientHandshake::new(None) else { continue };
+                    peers.entry(from).or_default().handshake = Some(handshake);
+                    Packet::SecureHello { nonce, cookie, noise }.to_bytes()
+                } else {
+                    Packet::Hello { nonce, cookie }.to_bytes()
+                };
                 receive(&mut server, &mut peers, now, from, &hello);
             }
             3 | 4 | 5 => {
@@ -117,7 +133,7 @@ fn run(data: &[u8]) {
                 };
                 let Some(state) = peers.get_mut(&from) else { continue };
                 let Some((connection, token, seq)) = state.connection.as_mut() else { continue };
-                let datagram = Packet::Data {
+                let mut datagram = Packet::Data {
                     connection: *connection,
                     token: *token,
                     ack_requested: false,
@@ -126,6 +142,11 @@ fn run(data: &[u8]) {
                 }
                 .to_bytes();
                 *seq += 1;
+                let connection = *connection;
+                if let Some(transport) = state.transport.as_mut() {
+                    let Ok((nonce, ciphertext)) = transport.seal(&datagram) else { continue };
+                    datagram = Packet::Sealed { connection, nonce, ciphertext }.to_bytes();
+                }
                 receive(&mut server, &mut peers, now, from, &datagram);
             }
             6 => now += Duration::from_millis(50 * u64::from(input.byte())),
@@ -178,6 +199,18 @@ fn drain(server: &mut Server, peers: &mut HashMap<SocketAddr, PeerState>, now: I
                 state.connection = Some((connection, token, 0));
             }
             Ok(Packet::Retry { cookie, .. }) => state.cookie = cookie,
+            Ok(Packet::SecureWelcome { connection, noise, .. }) => {
+                state.validated = true;
+                if let Some(handshake) = state.handshake.take()
+                    && let Ok((transport, _key, secrets)) = handshake.finish(&noise)
+                    && secrets.len() >= 8
+                {
+                    let mut token = [0u8; 8];
+                    token.copy_from_slice(&secrets[..8]);
+                    state.transport = Some(transport);
+                    state.connection = Some((connection, u64::from_be_bytes(token), 0));
+                }
+            }
             _ => {}
         }
         state.sent_to += transmit.payload.len();
