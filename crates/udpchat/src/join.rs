@@ -148,7 +148,12 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
         None => keys::KnownServers::default(),
     };
     let server_name = addr::Target::parse(&args.server)?.to_string();
-    let pinned = known.pinned(&server_name);
+    // An explicit --server-key takes precedence over (and replaces) an earlier pin.
+    let pinned = if wanted.is_some() {
+        None
+    } else {
+        known.pinned(&server_name)
+    };
 
     let mut rng = OsRandom::new().context("no randomness")?;
     let start = Instant::now();
@@ -212,7 +217,7 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
                         client.close(Instant::now());
                         continue;
                     }
-                    if pinned.is_none() {
+                    if pinned.is_none() && known.pinned(&server_name) != Some(key) {
                         known.pin(&server_name, key)?;
                         printer.status(
                             &format!("pinned the key of {server_name}: {offered}"),

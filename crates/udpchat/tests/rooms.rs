@@ -445,6 +445,13 @@ fn the_server_key_is_pinned_on_first_use_and_a_changed_key_is_refused() {
         )),
         "{stderr}"
     );
+    // Told explicitly that the new key is right, the client accepts it and pins it instead.
+    let trusted = join(port, "ada", &["--server-key", &fp_b]);
+    expect_join(&trusted, "lobby", "ada");
+    let mut later = join(port, "bob", &[]);
+    expect_join(&later, "lobby", "bob");
+    later.close_stdin();
+    later.expect_success();
 }
 
 #[test]
