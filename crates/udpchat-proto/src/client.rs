@@ -11,11 +11,11 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::crypto::{ClientHandshake, CryptoError, KEY_LEN, Transport};
+use crate::crypto::{ClientHandshake, CryptoError, KEY_LEN, SEAL_OVERHEAD, Transport};
 use crate::reliable::{CloseReason, Connection, ConnectionConfig, ConnectionEvent, SendError};
 use crate::rng::RandomSource;
 use crate::wire::message::{ClientMessage, ServerMessage};
-use crate::wire::packet::{CloseCode, ConnectionId, Packet};
+use crate::wire::packet::{CloseCode, ConnectionId, MAX_DATAGRAM, Packet};
 
 /// How a client behaves.
 #[derive(Debug, Clone)]
@@ -419,6 +419,9 @@ impl Client {
             _ => None,
         };
         let mut config = self.config.connection.clone();
+        if self.transport.is_some() {
+            config.max_datagram = MAX_DATAGRAM - SEAL_OVERHEAD;
+        }
         config.keepalive = Some(Duration::from_millis(u64::from(keepalive_ms.max(100))));
         config.idle_timeout = Duration::from_millis(u64::from(idle_timeout_ms.max(1000)));
         let mut conn = Connection::new(connection, token, config, now, sample);

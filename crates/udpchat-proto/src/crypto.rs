@@ -1,4 +1,4 @@
-//! The cryptographic layer for secure rooms (groundwork; not yet on the wire): a Noise
+//! The cryptographic layer for secure rooms: a Noise
 //! handshake that authenticates the server by its static key, transport keys used statelessly
 //! with an explicit nonce per datagram, and a replay window, as WireGuard does.
 //!
@@ -30,6 +30,8 @@ pub const HANDSHAKE_1_LEN: usize = 32;
 /// Bytes of the second message before its payload: ephemeral key, encrypted static key + tag,
 /// and the payload's tag.
 pub const HANDSHAKE_2_OVERHEAD: usize = 32 + KEY_LEN + TAG_LEN + TAG_LEN;
+/// Bytes sealing adds to a datagram: the Sealed header (12) and nonce (8), and the AEAD tag.
+pub const SEAL_OVERHEAD: usize = 12 + 8 + TAG_LEN;
 /// Spare room in output buffers (snow checks buffer sizes conservatively).
 const SLACK: usize = 64;
 /// How many nonces below the highest accepted one are still accepted once (out of order).

@@ -27,7 +27,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::crypto::{ServerHandshake, StaticKeypair, Transport};
+use crate::crypto::{SEAL_OVERHEAD, ServerHandshake, StaticKeypair, Transport};
 use crate::limiter::{RateLimiter, RateLimits};
 use crate::reliable::{CloseReason, Connection, ConnectionConfig, ConnectionEvent, SendError};
 use crate::rng::RandomSource;
@@ -35,7 +35,7 @@ use crate::room::{Chat, ChatLimits, GUEST_PREFIX, MemberId, Outbox};
 use crate::text;
 use crate::wire::is_framed;
 use crate::wire::message::{ClientMessage, MAX_TEXT, MessageKind, ServerMessage};
-use crate::wire::packet::{CloseCode, ConnectionId, Packet};
+use crate::wire::packet::{CloseCode, ConnectionId, MAX_DATAGRAM, Packet};
 
 /// How long one cookie window lasts; a cookie stays valid for one to two windows.
 const COOKIE_WINDOW: Duration = Duration::from_secs(30);
@@ -549,15 +549,6 @@ impl Server {
             self.push_direct(from, retry, hello_len);
             return;
         }
-        // A new Hello, with a valid cookie, from the address of a live session: the client
-        // restarted (only whoever receives at that address could answer the Retry, so a
-        // forged Hello cannot end someone else's session). The old session ends.
-        if let Some(id) = self.by_addr.remove(&from) {
-            if let Some(peer) = self.peers.get_mut(&id) {
-                peer.conn.close(now, CloseCode::Leaving);
-            }
-            self.after_connection_input(now, id);
-        }
         if self.peers.len() >= self.config.max_connections {
             self.refuse(now, from, "connection limit");
             return;
@@ -591,7 +582,21 @@ impl Server {
             }
             _ => (self.welcome(id, token, nonce), None),
         };
-        let conn = Connection::new(id, token, self.config.connection.clone(), now, None);
+        // A new Hello, with a valid cookie, from the address of a live session: the client
+        // restarted (only whoever receives at that address could answer the Retry, so a
+        // forged Hello cannot end someone else's session). The old session ends
+        // (only now that the new handshake has succeeded).
+        if let Some(id) = self.by_addr.remove(&from) {
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.conn.close(now, CloseCode::Leaving);
+            }
+            self.after_connection_input(now, id);
+        }
+        let mut config = self.config.connection.clone();
+        if transport.is_some() {
+            config.max_datagram = MAX_DATAGRAM - SEAL_OVERHEAD;
+        }
+        let conn = Connection::new(id, token, config, now, None);
         self.peers.insert(
             id,
             Peer {

@@ -644,7 +644,16 @@ fn secure_rooms_deliver_exactly_once_in_order_over_a_lossy_network_and_show_no_t
             }
             world.run(Duration::from_millis(7));
         }
+        // And one long message, cut into full segments: sealed, they still fit the wire limit.
+        let long = format!("SECRET-long-{}", "x".repeat(20_000));
+        sent.entry("ada".into()).or_default().push(long.clone());
+        world.send(0, say("lobby", long));
         world.run(Duration::from_secs(60));
+        let largest = world.net.captured_max_len();
+        assert!(
+            largest <= crate::wire::packet::MAX_DATAGRAM,
+            "{largest}-byte datagram"
+        );
         for (c, nick) in nicks.iter().enumerate() {
             assert_eq!(
                 by_sender(&world.said(c, "lobby")),

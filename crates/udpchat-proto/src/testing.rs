@@ -141,6 +141,15 @@ impl Network {
             .find(|d| d.payload.windows(needle.len()).any(|w| w == needle))
     }
 
+    /// The largest datagram ever sent.
+    pub fn captured_max_len(&self) -> usize {
+        self.captured
+            .iter()
+            .map(|d| d.payload.len())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Every datagram `from` sent, in order.
     pub fn captured_from(&self, from: SocketAddr) -> Vec<Vec<u8>> {
         self.captured

@@ -186,11 +186,14 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
     let mut leave_by: Option<Instant> = None;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut exit = ExitCode::SUCCESS;
+    // The server's key was refused: say so once, and nothing about the connection after it.
+    let mut refused = false;
     loop {
         session.retry_pending(&mut client);
         transmit(&socket, &mut client, tracer, local, server).await;
         while let Some(event) = client.poll_event() {
             match event {
+                ClientEvent::Connected if refused => {}
                 ClientEvent::Connected => {
                     printer.status(&format!("connected to {server}"), "connected")
                 }
@@ -214,6 +217,7 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
                             "udpchat: error: the server's key is {offered}, not {wanted}; refusing to talk to it"
                         ));
                         exit = ExitCode::FAILURE;
+                        refused = true;
                         client.close(Instant::now());
                         continue;
                     }
@@ -230,7 +234,9 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
                         "udpchat: error: the server's key changed: pinned {pinned}, offered {offered}; refusing to talk to it (if the server really has a new key, delete its line in known_servers)"
                     ));
                     exit = ExitCode::FAILURE;
+                    refused = true;
                 }
+                ClientEvent::Closed(_) if refused => {}
                 ClientEvent::Closed(reason) => {
                     let (text, ok) = describe_close(reason);
                     printer.status(&text, "closed");

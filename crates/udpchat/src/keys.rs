@@ -1,4 +1,4 @@
-//! Keys on disk, for secure rooms (groundwork: not yet used by `serve` and `join`).
+//! Keys on disk, for secure rooms (`serve --key-file`, `join`'s pinning).
 //!
 //! - The server's static key: created on first start with mode 0600, and refused if anyone but
 //!   its owner can read it (as ssh refuses a private key with loose permissions).

@@ -445,6 +445,11 @@ fn the_server_key_is_pinned_on_first_use_and_a_changed_key_is_refused() {
         )),
         "{stderr}"
     );
+    let said = impostor_check.rest_of_stdout().join("\n");
+    assert!(
+        !said.contains("connected") && !said.contains("closed"),
+        "after the refusal: {said}"
+    );
     // Told explicitly that the new key is right, the client accepts it and pins it instead.
     let trusted = join(port, "ada", &["--server-key", &fp_b]);
     expect_join(&trusted, "lobby", "ada");
@@ -465,6 +470,8 @@ fn server_key_pins_explicitly() {
     let wrong = "0000-0000-0000-0000-0000-0000-0000-0000";
     let mut refused = join(port, "bob", &["--server-key", wrong]);
     assert_eq!(refused.wait().code(), Some(1));
+    let said = refused.rest_of_stdout().join("\n");
+    assert!(!said.contains("\"connected\""), "after the refusal: {said}");
     assert!(
         refused
             .stderr_so_far()

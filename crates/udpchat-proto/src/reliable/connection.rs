@@ -18,7 +18,8 @@
 //!
 //! # Reliability
 //!
-//! Each message is cut into segments of at most [`MAX_SEGMENT_PAYLOAD`] bytes, numbered in one
+//! Each message is cut into segments of at most [`MAX_SEGMENT_PAYLOAD`](crate::wire::packet::MAX_SEGMENT_PAYLOAD) bytes (fewer on a
+//! secure connection), numbered in one
 //! sequence per direction. A receiver acknowledges with the next sequence number it expects
 //! (everything below has arrived) plus a 64-bit map of what arrived beyond it. The sender keeps
 //! every unacknowledged segment, retransmits on timeout (RFC 6298, exponential back-off) and,
@@ -33,8 +34,8 @@ use std::time::{Duration, Instant};
 use super::rtt::{RtoBounds, RttEstimator};
 use crate::wire::message::MAX_TEXT;
 use crate::wire::packet::{
-    Ack, CloseCode, ConnectionId, DATA_FIXED_LEN, HEADER_LEN, MAX_DATAGRAM, MAX_SEGMENT_PAYLOAD,
-    Packet, SEGMENT_HEADER_LEN, Segment,
+    Ack, CloseCode, ConnectionId, DATA_FIXED_LEN, HEADER_LEN, MAX_DATAGRAM, Packet,
+    SEGMENT_HEADER_LEN, Segment,
 };
 
 /// The widest receive window an [`Ack`] can describe: the expected segment plus 64 bits.
@@ -62,6 +63,10 @@ pub struct ConnectionConfig {
     pub keepalive: Option<Duration>,
     /// The connection dies after this long without hearing from the peer.
     pub idle_timeout: Duration,
+    /// The largest datagram this connection produces. A secure connection leaves room for the
+    /// sealing (see `SEAL_OVERHEAD` in `crypto`), so that what goes on the wire is never larger
+    /// than [`MAX_DATAGRAM`].
+    pub max_datagram: usize,
 }
 
 impl Default for ConnectionConfig {
@@ -80,6 +85,7 @@ impl Default for ConnectionConfig {
             max_ack_delay: Duration::from_millis(10),
             keepalive: Some(Duration::from_secs(10)),
             idle_timeout: Duration::from_secs(30),
+            max_datagram: MAX_DATAGRAM,
         }
     }
 }
@@ -225,6 +231,11 @@ impl Connection {
         handshake_rtt: Option<Duration>,
     ) -> Self {
         config.max_in_flight = config.max_in_flight.clamp(1, MAX_WINDOW);
+        // Room for at least one byte of payload per segment, and never above the wire limit.
+        config.max_datagram = config.max_datagram.clamp(
+            HEADER_LEN + DATA_FIXED_LEN + SEGMENT_HEADER_LEN + 1,
+            MAX_DATAGRAM,
+        );
         let mut rtt = RttEstimator::new(config.rto);
         if let Some(sample) = handshake_rtt {
             rtt.on_sample(sample);
@@ -373,7 +384,7 @@ impl Connection {
         let chunks: Vec<&[u8]> = if message.is_empty() {
             vec![&[]]
         } else {
-            message.chunks(MAX_SEGMENT_PAYLOAD).collect()
+            message.chunks(self.segment_payload()).collect()
         };
         let count = chunks.len();
         for (i, chunk) in chunks.into_iter().enumerate() {
@@ -513,6 +524,11 @@ impl Connection {
 
     // ---------------------------------------------------------------- internals
 
+    /// The payload of a full segment in a datagram of `max_datagram` bytes.
+    fn segment_payload(&self) -> usize {
+        self.config.max_datagram - HEADER_LEN - DATA_FIXED_LEN - SEGMENT_HEADER_LEN
+    }
+
     /// How soon an unanswered keepalive probe is repeated: one RTO, but at least twenty times
     /// per idle timeout, so that on a lossy path a live peer is almost never declared dead
     /// (with 30% loss each way a probe round trip fails half the time; a dozen in a row fail
@@ -534,7 +550,7 @@ impl Connection {
     /// Builds a Data datagram: retransmissions first, then new segments within the window,
     /// then, if nothing else, an acknowledgement or a keepalive probe.
     fn poll_data(&mut self, now: Instant) -> Option<Vec<u8>> {
-        let mut budget = MAX_DATAGRAM - HEADER_LEN - DATA_FIXED_LEN;
+        let mut budget = self.config.max_datagram - HEADER_LEN - DATA_FIXED_LEN;
         let mut segments = Vec::new();
         let window_end = self.send_base.wrapping_add(self.config.max_in_flight);
         for seg in self.out.iter_mut() {

@@ -66,8 +66,8 @@ pub enum PacketKind {
     Sealed = 8,
 }
 
-/// A SecureHello is padded to this size, so that neither the Retry nor the SecureWelcome (140
-/// bytes) it provokes is larger.
+/// A SecureHello is padded to this size, so that neither the Retry (28 bytes) nor the
+/// SecureWelcome (132 bytes) it provokes is larger.
 pub const SECURE_HELLO_LEN: usize = 160;
 
 /// Which data a receiver has: everything below `next_expected`, plus the selective bits.
