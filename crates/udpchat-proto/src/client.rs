@@ -163,7 +163,6 @@ impl Client {
                 nonce,
                 cookie,
                 sent,
-                queued,
                 ..
             } => {
                 if let Packet::Retry {
@@ -192,7 +191,6 @@ impl Client {
                 if echoed != *nonce || self.handshake.is_some() {
                     return;
                 }
-                let _ = (sent, queued);
                 self.connect(now, connection, token, keepalive_ms, idle_timeout_ms);
             }
             State::Connected(conn) => {
@@ -372,7 +370,7 @@ impl Client {
         if echoed != *nonce {
             return;
         }
-        let Some((handshake, first)) = self.handshake.take() else {
+        let Some((handshake, _first_message)) = self.handshake.take() else {
             return;
         };
         match handshake.finish(noise) {
@@ -395,7 +393,6 @@ impl Client {
             // Damaged or forged (it carried our nonce, so it came from the path): the handshake
             // state is spent, and the attempt fails; a new `join` starts afresh.
             _ => {
-                let _ = first;
                 self.end(CloseReason::ProtocolViolation);
             }
         }
