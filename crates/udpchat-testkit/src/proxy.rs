@@ -119,6 +119,9 @@ struct Shared {
     down: DirectionCounters,
     /// Number of client entries.
     clients: AtomicUsize,
+    /// Bumped by `rebind_clients`: clients opened in an older generation get a new upstream
+    /// socket at their next datagram.
+    generation: AtomicU64,
 }
 
 /// The counters of one direction.
@@ -138,6 +141,8 @@ struct Listener {
     clients: HashMap<SocketAddr, Client>,
     /// Order of the next new client, used to derive its lanes' seeds.
     next_index: u64,
+    /// Readers of upstream sockets replaced by a rebinding, joined at shutdown.
+    retired: Vec<JoinHandle<()>>,
 }
 
 /// One client's entry, owned by the listener thread.
@@ -148,6 +153,8 @@ struct Client {
     lane: FaultLane,
     /// The thread reading the server's replies for this client.
     reader: JoinHandle<()>,
+    /// The rebinding generation it was opened in.
+    generation: u64,
 }
 
 /// A per-client thread's state: replies from the server go through `lane` back to `client`.
@@ -189,6 +196,7 @@ impl LossyProxy {
             shared: Arc::clone(&shared),
             clients: HashMap::new(),
             next_index: 0,
+            retired: Vec::new(),
         };
         let handle = thread::Builder::new()
             .name("lossy-proxy".into())
@@ -221,7 +229,13 @@ impl LossyProxy {
         }
     }
 
-    /// How many distinct clients the proxy has seen (and serves).
+    /// From each client's next datagram on, the server sees it from a new address (a new
+    /// upstream socket), like a NAT rebinding or a move to another network.
+    pub fn rebind_clients(&self) {
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many distinct clients the proxy has seen (and serves); a rebinding does not count.
     pub fn client_count(&self) -> usize {
         self.shared.clients.load(Ordering::Acquire)
     }
@@ -274,10 +288,33 @@ impl Listener {
         for (_, client) in self.clients.drain() {
             let _ = client.reader.join();
         }
+        for reader in self.retired.drain(..) {
+            let _ = reader.join();
+        }
     }
 
     fn on_datagram(&mut self, from: SocketAddr, payload: &[u8]) {
         let now = Instant::now();
+        // A rebinding since this client's socket was opened: it moves to a new one, as behind
+        // a NAT that changed its mapping; the old reader keeps forwarding late replies.
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        if self
+            .clients
+            .get(&from)
+            .is_some_and(|c| c.generation < generation)
+            && let Ok(fresh) = open_client(
+                &self.socket,
+                &self.config,
+                &self.shared,
+                from,
+                self.next_index,
+            )
+        {
+            self.next_index += 1;
+            if let Some(old) = self.clients.insert(from, fresh) {
+                self.retired.push(old.reader);
+            }
+        }
         let full = self.clients.len() >= self.config.max_clients;
         let client = match self.clients.entry(from) {
             Entry::Occupied(entry) => entry.into_mut(),
@@ -345,6 +382,7 @@ fn open_client(
         upstream,
         lane: lane(config.up, 0),
         reader: handle,
+        generation: shared.generation.load(Ordering::Acquire),
     })
 }
 

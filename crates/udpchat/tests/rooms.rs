@@ -536,3 +536,36 @@ fn no_captured_datagram_of_a_room_contains_its_text() {
         );
     }
 }
+
+#[test]
+fn a_secure_session_survives_the_client_moving_to_a_new_address() {
+    let server = Proc::udpchat(&["serve", "--port", "0"]);
+    let port = server.listening_port();
+    let proxy = LossyProxy::start(ProxyConfig::new(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+    ))
+    .unwrap();
+    let bob = join(port, "bob", &[]);
+    expect_join(&bob, "lobby", "bob");
+    let mut ada = join(proxy.addr().port(), "ada", &[]);
+    expect_join(&bob, "lobby", "ada");
+    ada.send_line("before the move");
+    expect_event(&bob, "ada before", |e| {
+        is_message(e, "ada", "before the move")
+    });
+    // A NAT rebinding: ada's datagrams now reach the server from another port.
+    proxy.rebind_clients();
+    ada.send_line("after the move");
+    expect_event(&bob, "ada after", |e| {
+        is_message(e, "ada", "after the move")
+    });
+    server.stderr_line_containing("moved from");
+    // The server answers her at the new address.
+    let mut bob = bob;
+    bob.send_line("welcome back");
+    expect_event(&ada, "bob's answer", |e| {
+        is_message(e, "bob", "welcome back")
+    });
+    ada.close_stdin();
+    ada.expect_success();
+}
