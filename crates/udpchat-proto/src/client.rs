@@ -298,7 +298,7 @@ impl Client {
                 let datagram = conn.poll_transmit(now)?;
                 match self.transport.as_mut() {
                     None => Some(datagram),
-                    Some(transport) => crate::server::seal(transport, conn.id(), &datagram),
+                    Some(transport) => transport.seal_datagram(conn.id(), &datagram),
                 }
             }
             State::Ended => None,

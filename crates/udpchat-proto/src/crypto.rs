@@ -17,6 +17,8 @@
 //! receiver keeps a [`ReplayWindow`] of the nonces it has accepted.
 
 use snow::params::{DHChoice, NoiseParams};
+
+use crate::wire::packet::{ConnectionId, Packet};
 use snow::resolvers::{CryptoResolver, DefaultResolver};
 
 /// The Noise protocol name.
@@ -305,6 +307,20 @@ impl Transport {
             .map_err(internal)?;
         out.truncate(n);
         Ok((nonce, out))
+    }
+
+    /// `datagram` (a Data or Close of `connection`) encrypted as a Sealed datagram; `None` only
+    /// once 2^64 nonces are used up.
+    pub fn seal_datagram(&mut self, connection: ConnectionId, datagram: &[u8]) -> Option<Vec<u8>> {
+        let (nonce, ciphertext) = self.seal(datagram).ok()?;
+        Some(
+            Packet::Sealed {
+                connection,
+                nonce,
+                ciphertext,
+            }
+            .to_bytes(),
+        )
     }
 
     /// Decrypts a datagram's body sent with `nonce`, once: a replay or a tampered byte is

@@ -346,7 +346,11 @@ impl Server {
                     // More may follow: back of the line, so every connection gets its turn.
                     let destination = peer.addr;
                     self.ready.push_back(id);
-                    let payload = match peer.transport.as_mut().map(|t| seal(t, id, &payload)) {
+                    let payload = match peer
+                        .transport
+                        .as_mut()
+                        .map(|t| t.seal_datagram(id, &payload))
+                    {
                         None => payload,
                         Some(Some(sealed)) => sealed,
                         // Sealing fails only when 2^64 nonces are used up: drop it.
@@ -943,23 +947,6 @@ impl Server {
             }
         }
     }
-}
-
-/// `datagram` (a Data or Close of connection `id`) encrypted as a Sealed datagram.
-pub(crate) fn seal(
-    transport: &mut Transport,
-    id: ConnectionId,
-    datagram: &[u8],
-) -> Option<Vec<u8>> {
-    let (nonce, ciphertext) = transport.seal(datagram).ok()?;
-    Some(
-        Packet::Sealed {
-            connection: id,
-            nonce,
-            ciphertext,
-        }
-        .to_bytes(),
-    )
 }
 
 /// How a guest sees a server message, as one plain-text line, neutralised (a guest is a bare

@@ -26,10 +26,7 @@ use crate::trace::{Direction, Tracer};
 /// # Errors
 /// Bad target, port in use, socket failure.
 pub fn run(args: &ChatArgs, tracer: Tracer) -> Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::runtime()?;
     runtime.block_on(drive(args, tracer))
 }
 

@@ -36,10 +36,7 @@ use udpchat_proto::crypto::{fingerprint, normalize_fingerprint};
 /// # Errors
 /// Bad server address, the nick refused, the server unreachable.
 pub fn run(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::runtime()?;
     runtime.block_on(drive(args, tracer))
 }
 

@@ -54,6 +54,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// The single-threaded tokio runtime the async modes (`chat`, `serve`, `join`) run on: one
+/// socket and one loop each, so one thread is all they need.
+///
+/// # Errors
+/// The runtime could not be created.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 /// `udpchat check PORT`: one line per socket bound to the port; exit 0 if any, 1 if none.
 fn run_check(port: u16) -> Result<ExitCode> {
     let proc_root = Path::new("/proc");

@@ -20,10 +20,7 @@ use udpchat_proto::rng::RandomSource;
 /// # Errors
 /// The port cannot be bound, or the socket fails.
 pub fn run(args: &ServeArgs, tracer: Tracer) -> Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::runtime()?;
     runtime.block_on(async {
         let std_socket = net::bind(SocketAddr::new(args.bind, args.port))?;
         std_socket.set_nonblocking(true)?;
