@@ -12,7 +12,9 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::crypto::{ClientHandshake, CryptoError, KEY_LEN, SEAL_OVERHEAD, Transport};
-use crate::reliable::{CloseReason, Connection, ConnectionConfig, ConnectionEvent, SendError};
+use crate::reliable::{
+    CloseReason, Connection, ConnectionConfig, ConnectionEvent, ConnectionStats, SendError,
+};
 use crate::rng::RandomSource;
 use crate::wire::message::{ClientMessage, ServerMessage};
 use crate::wire::packet::{CloseCode, ConnectionId, MAX_DATAGRAM, Packet};
@@ -48,6 +50,10 @@ pub enum ClientEvent {
     Message(ServerMessage),
     /// The send queue has room again.
     Unblocked,
+    /// The server has acknowledged every message numbered below this (the numbers
+    /// [`Client::send`] returned): they reached it, whole. Emitted when the count grows, before
+    /// the messages that came in the same datagram.
+    Acknowledged(u64),
     /// The server proved this static key (secure handshake): pin it if it was not pinned.
     ServerKey([u8; KEY_LEN]),
     /// The server offered a key other than the pinned one; the connection is refused.
@@ -89,6 +95,10 @@ pub struct Client {
     handshake: Option<(ClientHandshake, Vec<u8>)>,
     /// The keys of a secure connection.
     transport: Option<Transport>,
+    /// Messages accepted by `send` so far (the next one's number).
+    messages_sent: u64,
+    /// Messages the server acknowledged, as last reported in an event.
+    messages_acknowledged: u64,
 }
 
 impl Client {
@@ -108,6 +118,8 @@ impl Client {
             events: VecDeque::new(),
             handshake: None,
             transport: None,
+            messages_sent: 0,
+            messages_acknowledged: 0,
         };
         if let Some(pinned) = client.config.secure {
             match ClientHandshake::new(pinned) {
@@ -226,14 +238,16 @@ impl Client {
         }
     }
 
-    /// Sends one message to the server, reliably and in order (queued until connected).
+    /// Sends one message to the server, reliably and in order (queued until connected), and
+    /// returns its number: 0 for the first message, then 1, 2… ([`ClientEvent::Acknowledged`]
+    /// reports progress in these numbers).
     ///
     /// # Errors
     /// [`SendError::QueueFull`] with the message's bytes when the queue is full (wait for
     /// `Unblocked`); [`SendError::Closed`] after the end.
-    pub fn send(&mut self, message: &ClientMessage) -> Result<(), SendError> {
+    pub fn send(&mut self, message: &ClientMessage) -> Result<u64, SendError> {
         let bytes = message.to_bytes();
-        match &mut self.state {
+        let accepted = match &mut self.state {
             State::ExpectWelcome {
                 queued,
                 queued_bytes,
@@ -250,7 +264,11 @@ impl Client {
             }
             State::Connected(conn) => conn.send_message(bytes),
             State::Ended => Err(SendError::Closed(bytes)),
-        }
+        };
+        accepted.map(|()| {
+            self.messages_sent += 1;
+            self.messages_sent - 1
+        })
     }
 
     /// Leaves: tells the server, lingers briefly, ends.
@@ -348,6 +366,14 @@ impl Client {
         }
     }
 
+    /// The connection's counters (datagrams, retransmissions), once connected.
+    pub fn stats(&self) -> Option<ConnectionStats> {
+        match &self.state {
+            State::Connected(conn) => Some(conn.stats()),
+            _ => None,
+        }
+    }
+
     /// The smoothed round-trip time, once known.
     pub fn rtt(&self) -> Option<Duration> {
         match &self.state {
@@ -434,6 +460,12 @@ impl Client {
         let State::Connected(conn) = &mut self.state else {
             return;
         };
+        // Every message went through this connection, in order, so its count is ours.
+        if conn.messages_acknowledged() > self.messages_acknowledged {
+            self.messages_acknowledged = conn.messages_acknowledged();
+            self.events
+                .push_back(ClientEvent::Acknowledged(self.messages_acknowledged));
+        }
         while let Some(event) = conn.poll_event() {
             match event {
                 ConnectionEvent::Message(bytes) => match ServerMessage::decode(&bytes) {

@@ -29,6 +29,8 @@ struct SimClient {
     server_key: Option<[u8; 32]>,
     /// A secure handshake was refused for the wrong key.
     key_mismatch: bool,
+    /// Every `Acknowledged` count reported, in order.
+    acknowledged: Vec<u64>,
 }
 
 struct World {
@@ -75,6 +77,7 @@ impl World {
             dead: false,
             server_key: None,
             key_mismatch: false,
+            acknowledged: Vec::new(),
         });
         n
     }
@@ -110,6 +113,7 @@ impl World {
                     ClientEvent::Closed(r) => c.closed = Some(r),
                     ClientEvent::ServerKey(key) => c.server_key = Some(key),
                     ClientEvent::KeyMismatch { .. } => c.key_mismatch = true,
+                    ClientEvent::Acknowledged(n) => c.acknowledged.push(n),
                     ClientEvent::Connected | ClientEvent::Unblocked => {}
                 }
             }
@@ -221,6 +225,27 @@ fn three_clients_get_every_message_exactly_once_in_sender_order_despite_loss() {
             assert_eq!(world.clients[c].closed, None, "seed {seed}");
         }
         assert!(world.net.dropped > 0 && world.net.duplicated > 0);
+    }
+}
+
+#[test]
+fn the_client_reports_acknowledgements_in_message_numbers_over_a_lossy_network() {
+    for seed in 0..6 {
+        let mut world = World::new(Faults::lossy(0.3), seed, ServerConfig::default());
+        let ada = world.add_client("ada", "lobby");
+        // Nick and join were messages 0 and 1.
+        let mut numbers = Vec::new();
+        for i in 0..20 {
+            let text = format!("line {i}");
+            numbers.push(world.clients[ada].client.send(&say("lobby", text)).unwrap());
+            world.run(Duration::from_millis(3));
+        }
+        assert_eq!(numbers, (2..22).collect::<Vec<u64>>(), "seed {seed}");
+        world.run(Duration::from_secs(30));
+        let acks = &world.clients[ada].acknowledged;
+        assert!(acks.windows(2).all(|w| w[0] < w[1]), "seed {seed}: {acks:?}");
+        assert_eq!(acks.last(), Some(&22), "seed {seed}: {acks:?}");
+        assert!(world.net.dropped > 0);
     }
 }
 

@@ -204,7 +204,7 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
                     }
                     printer.show(&message)?;
                 }
-                ClientEvent::Unblocked => {}
+                ClientEvent::Unblocked | ClientEvent::Acknowledged(_) => {}
                 ClientEvent::ServerKey(key) => {
                     let offered = fingerprint(&key);
                     if let Some(wanted) = &wanted

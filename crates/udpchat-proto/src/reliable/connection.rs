@@ -218,6 +218,8 @@ pub struct Connection {
 
     events: VecDeque<ConnectionEvent>,
     stats: ConnectionStats,
+    /// Messages whose every segment the peer has acknowledged, in sending order.
+    messages_acknowledged: u64,
 }
 
 impl Connection {
@@ -261,6 +263,7 @@ impl Connection {
             ack_deadline: None,
             events: VecDeque::new(),
             stats: ConnectionStats::default(),
+            messages_acknowledged: 0,
         }
     }
 
@@ -512,6 +515,13 @@ impl Connection {
         self.queued_bytes
     }
 
+    /// How many messages the peer has acknowledged whole: the first `n` messages given to
+    /// [`send_message`](Self::send_message) have arrived (acknowledgement is in order, so a
+    /// message acknowledged selectively counts once everything before it is).
+    pub fn messages_acknowledged(&self) -> u64 {
+        self.messages_acknowledged
+    }
+
     /// The smoothed round-trip time, once measured.
     pub fn rtt(&self) -> Option<Duration> {
         self.rtt.smoothed()
@@ -692,6 +702,9 @@ impl Connection {
             if let Some(seg) = self.out.pop_front() {
                 self.queued_bytes -= seg.payload.len();
                 self.send_base = self.send_base.wrapping_add(1);
+                if seg.last {
+                    self.messages_acknowledged += 1;
+                }
             }
         }
         if self.blocked && self.queued_bytes <= self.config.max_queued_bytes / 2 {

@@ -9,4 +9,6 @@
 pub mod connection;
 pub mod rtt;
 
-pub use connection::{CloseReason, Connection, ConnectionConfig, ConnectionEvent, SendError};
+pub use connection::{
+    CloseReason, Connection, ConnectionConfig, ConnectionEvent, ConnectionStats, SendError,
+};
