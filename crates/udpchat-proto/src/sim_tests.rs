@@ -243,7 +243,10 @@ fn the_client_reports_acknowledgements_in_message_numbers_over_a_lossy_network()
         assert_eq!(numbers, (2..22).collect::<Vec<u64>>(), "seed {seed}");
         world.run(Duration::from_secs(30));
         let acks = &world.clients[ada].acknowledged;
-        assert!(acks.windows(2).all(|w| w[0] < w[1]), "seed {seed}: {acks:?}");
+        assert!(
+            acks.windows(2).all(|w| w[0] < w[1]),
+            "seed {seed}: {acks:?}"
+        );
         assert_eq!(acks.last(), Some(&22), "seed {seed}: {acks:?}");
         assert!(world.net.dropped > 0);
     }

@@ -115,6 +115,9 @@ pub struct JoinArgs {
     /// Print one JSON object per line per event instead of text.
     #[arg(long)]
     pub json: bool,
+    /// One line per event even on a terminal, instead of the full-screen UI.
+    #[arg(long)]
+    pub plain: bool,
     /// How long to wait, at the end of input, for the server to acknowledge what was sent.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub linger: Duration,

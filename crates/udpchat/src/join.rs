@@ -1,12 +1,14 @@
-//! `udpchat join`: a line-mode room client (the full-screen UI comes later), a thin driver
-//! around [`udpchat_proto::client::Client`].
+//! `udpchat join`: the room client, a thin driver around [`udpchat_proto::client::Client`].
 //!
-//! Each input line is a message to the current room or a /command. Output is one line per
+//! On a terminal it is the full-screen UI of [`crate::tui`]. In a pipe (or with `--plain` or
+//! `--json`) it is a line client: each input line is a message to the current room or a /command. Output is one line per
 //! event, `[room] nick: text`, or with `--json` one JSON object per line. At the end of input
 //! the client waits (up to `--linger`) until the server has acknowledged everything sent, then
 //! leaves: `seq 1 200 | udpchat join ...` delivers all 200 lines, in order.
 
 use std::collections::VecDeque;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -29,7 +31,7 @@ use crate::net::{self, MAX_DATAGRAM};
 use crate::output;
 use crate::screen::{Input, spawn_stdin_lines};
 use crate::trace::{Direction, Tracer};
-use udpchat_proto::crypto::{fingerprint, normalize_fingerprint};
+use udpchat_proto::crypto::{KEY_LEN, fingerprint, normalize_fingerprint};
 
 /// Runs `udpchat join`.
 ///
@@ -109,7 +111,83 @@ pub fn parse_line(line: &str, room: &str) -> LineCommand {
     }
 }
 
-async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
+/// Everything `join` sets up before talking: the socket, the client, and what to accept as
+/// the server's key. Shared by the line mode and the full-screen UI.
+pub struct Prepared {
+    /// The socket, connected to the server.
+    pub socket: UdpSocket,
+    /// Our address.
+    pub local: SocketAddr,
+    /// The server's address.
+    pub server: SocketAddr,
+    /// The client, with the nick and the first room already asked for.
+    pub client: Client,
+    /// Decides about the server's key.
+    pub keys: KeyCheck,
+}
+
+/// Which server key to accept: the one given with `--server-key`, else the pinned one, else the
+/// first one seen (then pinned).
+pub struct KeyCheck {
+    /// The server as the user named it (the key in `known_servers`).
+    pub server_name: String,
+    wanted: Option<String>,
+    pinned: Option<[u8; KEY_LEN]>,
+    known: keys::KnownServers,
+}
+
+/// What to make of the key a server proved.
+#[derive(Debug)]
+pub enum KeyVerdict {
+    /// Accepted; with a line to show when it was pinned just now.
+    Accepted {
+        /// The key's fingerprint.
+        fingerprint: String,
+        /// "pinned the key of …" when it was pinned now.
+        pinned_now: Option<String>,
+    },
+    /// Refused: the error to show (and exit 1).
+    Refused(String),
+}
+
+impl KeyCheck {
+    /// The server proved `key`.
+    ///
+    /// # Errors
+    /// `known_servers` could not be written.
+    pub fn on_server_key(&mut self, key: [u8; KEY_LEN]) -> Result<KeyVerdict> {
+        let offered = fingerprint(&key);
+        if let Some(wanted) = &self.wanted
+            && *wanted != offered
+        {
+            return Ok(KeyVerdict::Refused(format!(
+                "the server's key is {offered}, not {wanted}; refusing to talk to it"
+            )));
+        }
+        let mut pinned_now = None;
+        if self.pinned.is_none() && self.known.pinned(&self.server_name) != Some(key) {
+            self.known.pin(&self.server_name, key)?;
+            pinned_now = Some(format!("pinned the key of {}: {offered}", self.server_name));
+        }
+        Ok(KeyVerdict::Accepted {
+            fingerprint: offered,
+            pinned_now,
+        })
+    }
+
+    /// The words for a key that differs from the pinned one.
+    pub fn mismatch(pinned: &str, offered: &str) -> String {
+        format!(
+            "the server's key changed: pinned {pinned}, offered {offered}; refusing to talk to it (if the server really has a new key, delete its line in known_servers)"
+        )
+    }
+}
+
+/// Checks the arguments, opens the socket and starts the client (nick and room asked for).
+///
+/// # Errors
+/// An invalid nick or room, an unknown host, a socket error, an unreadable `known_servers`.
+pub fn prepare(args: &JoinArgs) -> Result<Prepared> {
     // Refuse what the server would refuse before saying anything to it.
     for (what, name) in [("nick", &args.nick), ("room", &args.room)] {
         if !is_valid_name(name) {
@@ -129,10 +207,7 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
     std_socket.set_nonblocking(true)?;
     let socket = UdpSocket::from_std(std_socket)?;
     let local = socket.local_addr()?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
 
-    // Which server key to accept: the pinned one, else the one given, else the first seen.
     let wanted = match &args.server_key {
         Some(text) => Some(normalize_fingerprint(text).with_context(|| {
             format!("'{text}' is not a fingerprint (8 groups of 4 characters, as serve prints it)")
@@ -140,7 +215,7 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
         None => None,
     };
     let known_path = keys::data_dir().map(|dir| dir.join("known_servers"));
-    let mut known = match &known_path {
+    let known = match &known_path {
         Some(path) => keys::KnownServers::load(path)?,
         None => keys::KnownServers::default(),
     };
@@ -153,30 +228,59 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
     };
 
     let mut rng = OsRandom::new().context("no randomness")?;
-    let start = Instant::now();
     let config = ClientConfig {
         secure: Some(pinned),
         ..ClientConfig::default()
     };
-    let mut client = Client::new(config, &mut rng, start);
+    let mut client = Client::new(config, &mut rng, Instant::now());
+    for message in [
+        ClientMessage::Nick {
+            nick: args.nick.clone(),
+        },
+        ClientMessage::Join {
+            room: args.room.clone(),
+        },
+    ] {
+        // The queue is empty: these two always fit.
+        let _ = client.send(&message);
+    }
+    Ok(Prepared {
+        socket,
+        local,
+        server,
+        client,
+        keys: KeyCheck {
+            server_name,
+            wanted,
+            pinned,
+            known,
+        },
+    })
+}
+
+async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
+    let Prepared {
+        socket,
+        local,
+        server,
+        mut client,
+        mut keys,
+    } = prepare(args)?;
+    if !args.json
+        && !args.plain
+        && std::io::stdin().is_terminal()
+        && std::io::stdout().is_terminal()
+    {
+        return crate::tui::run_join(args, tracer, socket, local, server, client, keys).await;
+    }
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
     let printer = Printer { json: args.json };
     let mut session = Session {
         room: args.room.clone(),
         nick_confirmed: false,
         pending: VecDeque::new(),
     };
-    session.submit(
-        &mut client,
-        ClientMessage::Nick {
-            nick: args.nick.clone(),
-        },
-    );
-    session.submit(
-        &mut client,
-        ClientMessage::Join {
-            room: args.room.clone(),
-        },
-    );
 
     let mut inputs = spawn_stdin_lines();
     let mut input_open = true;
@@ -205,30 +309,23 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
                     printer.show(&message)?;
                 }
                 ClientEvent::Unblocked | ClientEvent::Acknowledged(_) => {}
-                ClientEvent::ServerKey(key) => {
-                    let offered = fingerprint(&key);
-                    if let Some(wanted) = &wanted
-                        && *wanted != offered
-                    {
-                        output::status(&format!(
-                            "udpchat: error: the server's key is {offered}, not {wanted}; refusing to talk to it"
-                        ));
+                ClientEvent::ServerKey(key) => match keys.on_server_key(key)? {
+                    KeyVerdict::Refused(text) => {
+                        output::status(&format!("udpchat: error: {text}"));
                         exit = ExitCode::FAILURE;
                         refused = true;
                         client.close(Instant::now());
-                        continue;
                     }
-                    if pinned.is_none() && known.pinned(&server_name) != Some(key) {
-                        known.pin(&server_name, key)?;
-                        printer.status(
-                            &format!("pinned the key of {server_name}: {offered}"),
-                            "pinned",
-                        );
-                    }
-                }
+                    KeyVerdict::Accepted {
+                        pinned_now: Some(text),
+                        ..
+                    } => printer.status(&text, "pinned"),
+                    KeyVerdict::Accepted { .. } => {}
+                },
                 ClientEvent::KeyMismatch { pinned, offered } => {
                     output::status(&format!(
-                        "udpchat: error: the server's key changed: pinned {pinned}, offered {offered}; refusing to talk to it (if the server really has a new key, delete its line in known_servers)"
+                        "udpchat: error: {}",
+                        KeyCheck::mismatch(&pinned, &offered)
                     ));
                     exit = ExitCode::FAILURE;
                     refused = true;
@@ -313,7 +410,7 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
 }
 
 /// Sends everything the client has to send.
-async fn transmit(
+pub(crate) async fn transmit(
     socket: &UdpSocket,
     client: &mut Client,
     tracer: Tracer,
@@ -376,7 +473,7 @@ impl Session {
 }
 
 /// Words for how the connection ended, and whether that is a normal end.
-fn describe_close(reason: CloseReason) -> (String, bool) {
+pub(crate) fn describe_close(reason: CloseReason) -> (String, bool) {
     match reason {
         CloseReason::LocallyClosed(CloseCode::Leaving) => ("left".into(), true),
         CloseReason::LocallyClosed(code) => (format!("left ({code:?})"), true),

@@ -12,7 +12,7 @@
 //! | `udpchat check` | [`check`] | "is the server listening?" |
 //! | `udpchat probe` | [`probe`] | the same question, from the outside |
 //! | `udpchat serve` | [`serve`] | beyond the lab: a room server |
-//! | `udpchat join` | [`join`] | beyond the lab: a room client |
+//! | `udpchat join` | [`join`] (+ [`tui`]) | beyond the lab: a room client |
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -33,6 +33,7 @@ pub mod screen;
 pub mod send;
 pub mod serve;
 pub mod trace;
+pub mod tui;
 
 use cli::{Cli, Command};
 use trace::Tracer;

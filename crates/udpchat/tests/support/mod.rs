@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // each test file uses a different part of this module
 
+pub mod tmux;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};

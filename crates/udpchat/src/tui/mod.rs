@@ -1,0 +1,411 @@
+//! The full-screen room client, in the tradition of irssi and WeeChat: ratatui draws, crossterm
+//! reads the keyboard and the mouse.
+//!
+//! - [`app`]: the screen's state (windows, lines, members, message states), no terminal in it;
+//! - [`editor`]: the input line;
+//! - [`render`]: drawing it;
+//! - this module: the terminal (raw mode, alternate screen, mouse, bracketed paste, always
+//!   restored: on exit, on Ctrl-C, on SIGTERM/SIGHUP and on a panic) and the loop that joins
+//!   the keyboard, the socket and the timers around a [`Client`].
+
+pub mod app;
+pub mod editor;
+pub mod render;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::io::{self, Stdout};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use crossterm::event::{
+    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event,
+    EventStream,
+};
+use crossterm::execute;
+use crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use futures_util::StreamExt;
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use tokio::net::UdpSocket;
+use tokio::signal::unix::{SignalKind, signal};
+use udpchat_proto::client::{Client, ClientEvent};
+
+use crate::cli::JoinArgs;
+use crate::join::{KeyCheck, KeyVerdict, describe_close, transmit};
+use crate::net::{self, MAX_DATAGRAM};
+use crate::trace::{Direction, Tracer};
+use app::{App, Link};
+
+/// The screen is redrawn at most this often when messages pour in.
+const FRAME: Duration = Duration::from_millis(16);
+
+/// Loss is measured over this many one-second samples.
+const LOSS_WINDOW: usize = 10;
+
+/// The terminal in full-screen mode; dropping it puts the terminal back as it was.
+pub struct TerminalGuard {
+    /// The ratatui terminal.
+    pub terminal: Terminal<CrosstermBackend<Stdout>>,
+}
+
+impl TerminalGuard {
+    /// Raw mode, the alternate screen, mouse reports and bracketed paste; a panic restores the
+    /// terminal before its message is printed.
+    ///
+    /// # Errors
+    /// stdout is not a terminal that can do this.
+    pub fn enter() -> Result<Self> {
+        static HOOK: Once = Once::new();
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                restore_terminal();
+                previous(info);
+            }));
+        });
+        enable_raw_mode().context("cannot put the terminal in raw mode")?;
+        FULL_SCREEN.store(true, Ordering::SeqCst);
+        let set_up = Terminal::new(CrosstermBackend::new(io::stdout()))
+            .context("cannot use the terminal")
+            .and_then(|terminal| {
+                execute!(
+                    io::stdout(),
+                    EnterAlternateScreen,
+                    EnableMouseCapture,
+                    EnableBracketedPaste
+                )
+                .context("cannot set up the terminal")?;
+                Ok(terminal)
+            });
+        let guard = match set_up {
+            Ok(terminal) => Self { terminal },
+            Err(e) => {
+                restore_terminal();
+                return Err(e);
+            }
+        };
+        Ok(guard)
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+/// The terminal is in full-screen mode (so restoring it twice, from the panic hook and then
+/// from the guard's drop while unwinding, does it once: a second "leave the alternate screen"
+/// would move the cursor back over the panic message).
+static FULL_SCREEN: AtomicBool = AtomicBool::new(false);
+
+/// Puts the terminal back: cooked mode, the normal screen, no mouse reports, a cursor.
+/// Does nothing when it is already back.
+pub fn restore_terminal() {
+    if !FULL_SCREEN.swap(false, Ordering::SeqCst) {
+        return;
+    }
+    let _ = execute!(
+        io::stdout(),
+        DisableBracketedPaste,
+        DisableMouseCapture,
+        LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
+    let _ = disable_raw_mode();
+}
+
+/// The wall-clock time as lines show it.
+fn clock() -> String {
+    chrono::Local::now().format("%H:%M").to_string()
+}
+
+/// Recent loss from the connection's counters: retransmitted / sent segments over the last
+/// [`LOSS_WINDOW`] samples.
+#[derive(Default)]
+struct LossMeter {
+    samples: VecDeque<(u64, u64)>,
+}
+
+impl LossMeter {
+    fn sample(&mut self, client: &Client) -> Option<f64> {
+        let stats = client.stats()?;
+        self.samples
+            .push_back((stats.retransmits, stats.segments_sent));
+        if self.samples.len() > LOSS_WINDOW {
+            self.samples.pop_front();
+        }
+        let (first, last) = (self.samples.front()?, self.samples.back()?);
+        let sent = last.1 - first.1;
+        if sent == 0 {
+            return Some(0.0);
+        }
+        Some((last.0 - first.0) as f64 / sent as f64)
+    }
+}
+
+/// Runs `udpchat join` full-screen; the terminal is restored before this returns, and fatal
+/// errors are printed after that, so they stay visible.
+///
+/// # Errors
+/// The terminal or the socket failed.
+pub async fn run_join(
+    args: &JoinArgs,
+    tracer: Tracer,
+    socket: UdpSocket,
+    local: SocketAddr,
+    server: SocketAddr,
+    client: Client,
+    keys: KeyCheck,
+) -> Result<ExitCode> {
+    let mut guard = TerminalGuard::enter()?;
+    let mut farewell = Vec::new();
+    let result = join_loop(
+        args,
+        tracer,
+        &mut guard,
+        Endpoint {
+            socket,
+            local,
+            server,
+        },
+        client,
+        keys,
+        &mut farewell,
+    )
+    .await;
+    drop(guard);
+    for line in farewell {
+        crate::output::status(&line);
+    }
+    result
+}
+
+/// The socket and its two addresses.
+struct Endpoint {
+    socket: UdpSocket,
+    local: SocketAddr,
+    server: SocketAddr,
+}
+
+async fn join_loop(
+    args: &JoinArgs,
+    tracer: Tracer,
+    guard: &mut TerminalGuard,
+    link: Endpoint,
+    mut client: Client,
+    mut keys: KeyCheck,
+    farewell: &mut Vec<String>,
+) -> Result<ExitCode> {
+    let Endpoint {
+        socket,
+        local,
+        server,
+    } = link;
+    let mut app = App::new(&keys.server_name, &args.nick, &args.room);
+    app.clock = clock();
+    app.status_notice(&format!(
+        "connecting to {} ({server}) as {}; /help for help",
+        keys.server_name, args.nick
+    ));
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut keyboard = EventStream::new();
+    let mut keyboard_open = true;
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut exit = ExitCode::SUCCESS;
+    let mut refused = false;
+    let mut nick_confirmed = false;
+    let mut loss = LossMeter::default();
+    let mut next_tick = Instant::now();
+    let mut leave_by: Option<Instant> = None;
+    let mut dirty = true;
+    let mut last_draw: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if now >= next_tick {
+            next_tick = now + Duration::from_secs(1);
+            app.clock = clock();
+            app.status.rtt = client.rtt();
+            if let Some(l) = loss.sample(&client) {
+                app.status.loss = Some(l);
+            }
+            dirty = true;
+        }
+        app.flush_outgoing(|m| client.send(m));
+        transmit(&socket, &mut client, tracer, local, server).await;
+        while let Some(event) = client.poll_event() {
+            dirty = true;
+            match event {
+                ClientEvent::Connected if refused => {}
+                ClientEvent::Connected => {
+                    // For the test that shows a panic gives the terminal back (debug builds).
+                    if cfg!(debug_assertions) && std::env::var_os("UDPCHAT_DEBUG_PANIC").is_some() {
+                        panic!("UDPCHAT_DEBUG_PANIC is set: panicking on purpose");
+                    }
+                    app.status.link = Link::Connected;
+                    app.status.rtt = client.rtt();
+                    app.status_notice(&format!("connected to {server}"));
+                }
+                ClientEvent::Message(message) => {
+                    if let udpchat_proto::wire::message::ServerMessage::NickSet { .. } = &message {
+                        nick_confirmed = true;
+                    }
+                    if let udpchat_proto::wire::message::ServerMessage::Error {
+                        code:
+                            udpchat_proto::wire::message::ErrorCode::NickTaken
+                            | udpchat_proto::wire::message::ErrorCode::InvalidName,
+                        text,
+                    } = &message
+                        && !nick_confirmed
+                    {
+                        farewell.push(format!(
+                            "udpchat: error: {}",
+                            udpchat_proto::text::neutralize(text)
+                        ));
+                        exit = ExitCode::FAILURE;
+                        client.close(Instant::now());
+                    }
+                    app.on_server_message(message);
+                }
+                ClientEvent::Acknowledged(count) => app.on_acknowledged(count),
+                ClientEvent::Unblocked => {}
+                ClientEvent::ServerKey(key) => match keys.on_server_key(key)? {
+                    KeyVerdict::Refused(text) => {
+                        farewell.push(format!("udpchat: error: {text}"));
+                        exit = ExitCode::FAILURE;
+                        refused = true;
+                        client.close(Instant::now());
+                    }
+                    KeyVerdict::Accepted {
+                        fingerprint,
+                        pinned_now,
+                    } => {
+                        app.status.fingerprint = Some(fingerprint);
+                        if let Some(text) = pinned_now {
+                            app.status_notice(&text);
+                        }
+                    }
+                },
+                ClientEvent::KeyMismatch { pinned, offered } => {
+                    farewell.push(format!(
+                        "udpchat: error: {}",
+                        KeyCheck::mismatch(&pinned, &offered)
+                    ));
+                    exit = ExitCode::FAILURE;
+                    refused = true;
+                }
+                ClientEvent::Closed(_) if refused => {}
+                ClientEvent::Closed(reason) => {
+                    let (text, ok) = describe_close(reason);
+                    app.status.link = Link::Closed(text.clone());
+                    app.status_notice(&text);
+                    if !ok {
+                        exit = ExitCode::FAILURE;
+                        farewell.push(format!("udpchat: {text}"));
+                    }
+                }
+            }
+        }
+        transmit(&socket, &mut client, tracer, local, server).await;
+        if client.is_drained() {
+            return Ok(exit);
+        }
+        // Leaving: once everything typed is acknowledged, or at the deadline.
+        if app.quit && leave_by.is_none() {
+            leave_by = Some(Instant::now() + args.linger);
+            app.quit = false;
+            if app.outgoing_len() > 0 || !client.is_send_idle() {
+                app.status_notice(
+                    "leaving once the server has everything sent (Ctrl-C again to leave now)",
+                );
+            }
+            dirty = true;
+        } else if app.quit {
+            // A second request: leave now.
+            client.close(Instant::now());
+            app.quit = false;
+            continue;
+        }
+        if let Some(deadline) = leave_by
+            && client.is_connected()
+            && ((app.outgoing_len() == 0 && client.is_send_idle()) || Instant::now() >= deadline)
+        {
+            client.close(Instant::now());
+            continue;
+        }
+        if !client.is_connected() && leave_by.is_some() && !client.is_drained() {
+            // Never connected and asked to leave: nothing to wait for.
+            if matches!(app.status.link, Link::Connecting) {
+                client.close(Instant::now());
+                continue;
+            }
+        }
+        if app.redraw {
+            app.redraw = false;
+            guard.terminal.clear()?;
+            dirty = true;
+        }
+        let now = Instant::now();
+        let draw_at = last_draw.map_or(now, |at| at + FRAME);
+        if dirty && now >= draw_at {
+            guard.terminal.draw(|frame| render::draw(frame, &mut app))?;
+            last_draw = Some(now);
+            dirty = false;
+        }
+        let deadline = [
+            client.poll_timeout(),
+            leave_by,
+            Some(next_tick),
+            dirty.then_some(draw_at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or_else(|| now + Duration::from_secs(1));
+        tokio::select! {
+            received = socket.recv(&mut buf) => match received {
+                Ok(n) => {
+                    tracer.datagram(Direction::Received, local, server, &buf[..n]);
+                    client.handle_datagram(Instant::now(), &buf[..n]);
+                }
+                Err(e) if net::is_icmp_report(&e) => {
+                    if !client.is_connected() && !refused {
+                        app.status_notice(&format!("nobody is listening at {server} (ICMP port unreachable); still trying"));
+                        dirty = true;
+                    }
+                }
+                Err(e) => return Err(e).context("receiving"),
+            },
+            event = keyboard.next(), if keyboard_open => match event {
+                Some(Ok(Event::Key(key))) => { app.on_key(key); dirty = true; }
+                Some(Ok(Event::Paste(text))) => { app.on_paste(&text); dirty = true; }
+                Some(Ok(Event::Mouse(mouse))) => { app.on_mouse(mouse); dirty = true; }
+                Some(Ok(Event::Resize(..))) => dirty = true,
+                Some(Ok(_)) => {}
+                // The terminal is gone: leave.
+                Some(Err(_)) | None => {
+                    keyboard_open = false;
+                    client.close(Instant::now());
+                }
+            },
+            () = tokio::time::sleep_until(deadline.into()) => {}
+            _ = sigint.recv() => app.quit = true,
+            _ = sigterm.recv() => client.close(Instant::now()),
+            _ = sighup.recv() => client.close(Instant::now()),
+        }
+        let now = Instant::now();
+        if client.poll_timeout().is_some_and(|t| t <= now) {
+            client.handle_timeout(now);
+        }
+    }
+}
