@@ -1,5 +1,6 @@
 //! `udpchat chat`: the lab's two-party chat (steps 3 and 4), a thin async driver around
-//! [`udpchat_proto::lab::Conversation`].
+//! [`udpchat_proto::lab::Conversation`]: full-screen ([`crate::tui`]) on a terminal, a line
+//! editor with `--plain`, plain lines in pipes.
 //!
 //! The driver owns the socket, the keyboard and the signals and does nothing else: every decision
 //! (when a line may be sent, who the peer is, when the chat is over) is the conversation's. One
@@ -67,6 +68,10 @@ async fn drive(args: &ChatArgs, tracer: Tracer) -> Result<ExitCode> {
         },
     );
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if interactive && !args.plain {
+        let greeting = greeting(role, mode, canonical(local));
+        return crate::tui::run_chat(tracer, socket, conversation, args.turns, &greeting).await;
+    }
     let (mut screen, mut inputs) = Screen::start(interactive)?;
     screen.status(&greeting(role, mode, canonical(local)));
 

@@ -190,6 +190,9 @@ pub struct ChatArgs {
     /// which compare the text with "bye" exactly).
     #[arg(long)]
     pub newline: bool,
+    /// On a terminal, a line editor in the normal screen instead of the full-screen UI.
+    #[arg(long)]
+    pub plain: bool,
 }
 
 /// Arguments of `udpchat check`.

@@ -1,4 +1,4 @@
-//! `udpchat chat` on a real terminal (tmux): the line editor keeps the line being typed intact
+//! `udpchat chat --plain` on a real terminal (tmux): the line editor keeps the line being typed intact
 //! while messages arrive, marks who said what, neutralises escapes, and gives the terminal back.
 //!
 //! Needs tmux (`.ci/run` installs it). Each test runs its own tmux server on a private socket,
@@ -23,7 +23,7 @@ fn incoming_messages_never_break_the_typed_line() {
     let peer = local_socket();
     let peer_addr = peer.local_addr().unwrap();
     let command = format!(
-        "{} chat {peer_addr}; echo \"EXITED $?\"; stty -a; sleep 60",
+        "{} chat --plain {peer_addr}; echo \"EXITED $?\"; stty -a; sleep 60",
         env!("CARGO_BIN_EXE_udpchat")
     );
     let tmux = Tmux::start("typed-line", &command);
@@ -77,7 +77,7 @@ fn ctrl_c_on_the_terminal_says_bye_and_restores_it() {
     let peer = local_socket();
     let peer_addr = peer.local_addr().unwrap();
     let command = format!(
-        "{} chat --turns {peer_addr}; echo \"EXITED $?\"; stty -a; sleep 60",
+        "{} chat --plain --turns {peer_addr}; echo \"EXITED $?\"; stty -a; sleep 60",
         env!("CARGO_BIN_EXE_udpchat")
     );
     let tmux = Tmux::start("ctrl-c", &command);

@@ -185,3 +185,58 @@ fn a_taken_nick_ends_with_the_error_on_the_normal_screen() {
     );
     assert_restored(&screen, 1);
 }
+
+#[test]
+fn the_lab_chat_runs_full_screen_and_ends_on_the_peers_bye() {
+    let peer = local_socket();
+    let peer_addr = peer.local_addr().unwrap();
+    let command = format!(
+        "{} chat --turns {peer_addr}; {AFTER}",
+        env!("CARGO_BIN_EXE_udpchat")
+    );
+    let tmux = Tmux::start_sized("tui-chat", &command, 80, 20);
+    let screen = tmux.wait_for("the full screen", |s| s.contains("udpchat chat with"));
+    assert!(
+        screen.contains("your turn"),
+        "the client speaks first: {screen}"
+    );
+    assert!(screen.contains("plain UDP, not encrypted"), "{screen}");
+    tmux.type_text("hello, 漢字");
+    tmux.keys(&["Enter"]);
+    let (text, from) = support::recv_text(&peer);
+    assert_eq!(text, "hello, 漢字");
+    tmux.wait_for("the turn passing", |s| s.contains("their turn"));
+    peer.send_to(b"\x1b[2J\x1b]0;pwned\x07hi back", from)
+        .unwrap();
+    let screen = tmux.wait_for("the reply", |s| s.contains("hi back"));
+    assert!(
+        row_with(&screen, "hi back").contains("│ ^[[2J^[]0;pwned^Ghi back"),
+        "{screen}"
+    );
+    assert!(screen.contains("you │ hello, 漢字"), "{screen}");
+    assert!(screen.contains("your turn"), "{screen}");
+    peer.send_to(b"bye", from).unwrap();
+    let screen = tmux.wait_for("the end", |s| s.contains("MODE "));
+    assert!(
+        screen.contains("-- the peer said bye; chat over"),
+        "{screen}"
+    );
+    assert_restored(&screen, 0);
+}
+
+#[test]
+fn ctrl_c_in_the_full_screen_lab_chat_says_bye() {
+    let peer = local_socket();
+    let peer_addr = peer.local_addr().unwrap();
+    let command = format!(
+        "{} chat {peer_addr}; {AFTER}",
+        env!("CARGO_BIN_EXE_udpchat")
+    );
+    let tmux = Tmux::start_sized("tui-chat-ctrl-c", &command, 80, 20);
+    tmux.wait_for("the full screen", |s| s.contains("chatting"));
+    tmux.keys(&["C-c"]);
+    assert_eq!(support::recv_text(&peer).0, "bye");
+    let screen = tmux.wait_for("the end", |s| s.contains("MODE "));
+    assert!(screen.contains("-- you said bye; chat over"), "{screen}");
+    assert_restored(&screen, 0);
+}

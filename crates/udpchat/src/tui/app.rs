@@ -148,6 +148,8 @@ pub enum Link {
     Connected,
     /// Over, and why.
     Closed(String),
+    /// Anything else worth a word (whose turn it is in the lab's chat).
+    Note(String),
 }
 
 /// What the status bar shows.
@@ -197,6 +199,9 @@ pub struct App {
     pub quit: bool,
     /// The user asked for a full redraw (Ctrl-L).
     pub redraw: bool,
+    /// The lab's two-party chat (`udpchat chat`): one window for the peer, every line is text
+    /// for it, nothing is acknowledged (plain UDP).
+    pub peer_mode: bool,
     /// The message pane's size (columns, rows), as last drawn; scrolling is measured in it.
     pub pane: (u16, u16),
     /// The wall-clock time new lines are stamped with ("14:05"); the driver keeps it current.
@@ -226,6 +231,7 @@ impl App {
             nick: nick.to_owned(),
             quit: false,
             redraw: false,
+            peer_mode: false,
             pane: (80, 20),
             clock: String::new(),
             outgoing: VecDeque::new(),
@@ -236,6 +242,30 @@ impl App {
         let index = app.open(WindowKind::Room, room);
         app.active = index;
         app
+    }
+
+    /// A screen for the lab's two-party chat with `peer` (an address, or a placeholder until a
+    /// listener learns it).
+    pub fn new_peer(local: &str, peer: &str) -> Self {
+        let mut app = Self::new(local, "you", "peer");
+        app.windows.truncate(1);
+        app.windows.push(Window::new(WindowKind::Private, peer));
+        app.active = 1;
+        app.peer_mode = true;
+        app
+    }
+
+    /// The peer's address is known now (a listener learns it from the first datagram).
+    pub fn rename_peer(&mut self, peer: &str) {
+        if let Some(window) = self.windows.get_mut(1) {
+            window.name = peer.to_owned();
+        }
+    }
+
+    /// The peer said something (lab chat).
+    pub fn on_peer_message(&mut self, from: &str, text: &str) {
+        let clock = self.clock.clone();
+        self.push_message(1, &clock, clean(from), clean(text), false, false);
     }
 
     /// The window shown.
@@ -254,7 +284,7 @@ impl App {
         while let Some(out) = self.outgoing.pop_front() {
             match send(&out.message) {
                 Ok(number) => {
-                    if let Some(line) = out.line {
+                    if let Some(line) = out.line.filter(|_| !self.peer_mode) {
                         self.awaiting_ack.push_back((number, line));
                     }
                 }
@@ -515,6 +545,9 @@ impl App {
 
     /// One typed line: a message to the window's room or nick, or a /command.
     pub fn on_line(&mut self, line: &str) {
+        if self.peer_mode {
+            return self.on_peer_line(line);
+        }
         let window_kind = self.current().kind;
         let window_name = self.current().name.clone();
         let (verb, arg) = match line.strip_prefix('/') {
@@ -594,6 +627,36 @@ impl App {
 
     // ------------------------------------------------------------------ internals
 
+    /// A typed line in the lab's chat: text for the peer, but for /help, /clear and /quit.
+    fn on_peer_line(&mut self, line: &str) {
+        match line.trim_end() {
+            "/help" => {
+                for text in [
+                    "every line you type is sent to the peer as one datagram, as the lab's programs do",
+                    "`bye` (from either side), /quit, Ctrl-C or Ctrl-D (on an empty line) ends the chat",
+                    "PgUp / PgDn and the mouse wheel scroll; Up / Down recall earlier lines",
+                    "plain UDP has no acknowledgements: a line shown is a line sent, not one received",
+                ] {
+                    self.notice(self.active, "", text);
+                }
+            }
+            "/clear" => self.windows[self.active].lines.clear(),
+            "/quit" => self.quit = true,
+            _ => {
+                let peer = self.windows[1].name.clone();
+                self.active = 1;
+                let line_ref = self.own_line(1, line.to_owned(), false);
+                self.queue(
+                    ClientMessage::Private {
+                        to: peer,
+                        text: line.to_owned(),
+                    },
+                    Some(line_ref),
+                );
+            }
+        }
+    }
+
     fn send_private(&mut self, to: &str, text: String) {
         let i = self.open(WindowKind::Private, to);
         let line = self.own_line(i, text.clone(), false);
@@ -625,6 +688,7 @@ impl App {
     fn own_line(&mut self, window: usize, text: String, action: bool) -> LineRef {
         let from = self.nick.clone();
         let clock = self.clock.clone();
+        let own = (!self.peer_mode).then_some(Delivery::Pending);
         let id = self.add_line(
             window,
             &clock,
@@ -633,7 +697,7 @@ impl App {
                 text,
                 action,
                 history: false,
-                own: Some(Delivery::Pending),
+                own,
                 mention: false,
             },
         );
@@ -642,7 +706,9 @@ impl App {
             window: self.windows[window].name.clone(),
             id,
         };
-        self.awaiting_echo.push_back(line.clone());
+        if !self.peer_mode {
+            self.awaiting_echo.push_back(line.clone());
+        }
         self.scroll_to_bottom();
         line
     }

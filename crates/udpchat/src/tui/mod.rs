@@ -5,8 +5,9 @@
 //! - [`editor`]: the input line;
 //! - [`render`]: drawing it;
 //! - this module: the terminal (raw mode, alternate screen, mouse, bracketed paste, always
-//!   restored: on exit, on Ctrl-C, on SIGTERM/SIGHUP and on a panic) and the loop that joins
-//!   the keyboard, the socket and the timers around a [`Client`].
+//!   restored: on exit, on Ctrl-C, on SIGTERM/SIGHUP and on a panic) and the loops that join
+//!   the keyboard, the socket and the timers around a room [`Client`] (`udpchat join`) or the
+//!   lab's two-party [`Conversation`] (`udpchat chat`).
 
 pub mod app;
 pub mod editor;
@@ -37,6 +38,8 @@ use ratatui::backend::CrosstermBackend;
 use tokio::net::UdpSocket;
 use tokio::signal::unix::{SignalKind, signal};
 use udpchat_proto::client::{Client, ClientEvent};
+use udpchat_proto::lab::{Conversation, EndReason, Event as LabEvent, Turn};
+use udpchat_proto::wire::message::ClientMessage;
 
 use crate::cli::JoinArgs;
 use crate::join::{KeyCheck, KeyVerdict, describe_close, transmit};
@@ -121,6 +124,51 @@ pub fn restore_terminal() {
         crossterm::cursor::Show
     );
     let _ = disable_raw_mode();
+}
+
+/// Draws when something changed, at most once per [`FRAME`].
+struct Painter {
+    dirty: bool,
+    last_draw: Option<Instant>,
+}
+
+impl Painter {
+    fn new() -> Self {
+        Self {
+            dirty: true,
+            last_draw: None,
+        }
+    }
+
+    /// Draws if due; returns when the next draw is due, if one is waiting.
+    fn paint(&mut self, guard: &mut TerminalGuard, app: &mut App) -> Result<Option<Instant>> {
+        if app.redraw {
+            app.redraw = false;
+            guard.terminal.clear()?;
+            self.dirty = true;
+        }
+        let now = Instant::now();
+        let draw_at = self.last_draw.map_or(now, |at| at + FRAME);
+        if self.dirty && now >= draw_at {
+            guard.terminal.draw(|frame| render::draw(frame, app))?;
+            self.last_draw = Some(now);
+            self.dirty = false;
+        }
+        Ok(self.dirty.then_some(draw_at))
+    }
+
+    /// A terminal event for the app; false when the terminal is gone.
+    fn on_event(&mut self, app: &mut App, event: Option<io::Result<Event>>) -> bool {
+        self.dirty = true;
+        match event {
+            Some(Ok(Event::Key(key))) => app.on_key(key),
+            Some(Ok(Event::Paste(text))) => app.on_paste(&text),
+            Some(Ok(Event::Mouse(mouse))) => app.on_mouse(mouse),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return false,
+        }
+        true
+    }
 }
 
 /// The wall-clock time as lines show it.
@@ -228,8 +276,7 @@ async fn join_loop(
     let mut loss = LossMeter::default();
     let mut next_tick = Instant::now();
     let mut leave_by: Option<Instant> = None;
-    let mut dirty = true;
-    let mut last_draw: Option<Instant> = None;
+    let mut painter = Painter::new();
     loop {
         let now = Instant::now();
         if now >= next_tick {
@@ -239,12 +286,12 @@ async fn join_loop(
             if let Some(l) = loss.sample(&client) {
                 app.status.loss = Some(l);
             }
-            dirty = true;
+            painter.dirty = true;
         }
         app.flush_outgoing(|m| client.send(m));
         transmit(&socket, &mut client, tracer, local, server).await;
         while let Some(event) = client.poll_event() {
-            dirty = true;
+            painter.dirty = true;
             match event {
                 ClientEvent::Connected if refused => {}
                 ClientEvent::Connected => {
@@ -329,7 +376,7 @@ async fn join_loop(
                     "leaving once the server has everything sent (Ctrl-C again to leave now)",
                 );
             }
-            dirty = true;
+            painter.dirty = true;
         } else if app.quit {
             // A second request: leave now.
             client.close(Instant::now());
@@ -350,28 +397,13 @@ async fn join_loop(
                 continue;
             }
         }
-        if app.redraw {
-            app.redraw = false;
-            guard.terminal.clear()?;
-            dirty = true;
-        }
+        let draw_at = painter.paint(guard, &mut app)?;
         let now = Instant::now();
-        let draw_at = last_draw.map_or(now, |at| at + FRAME);
-        if dirty && now >= draw_at {
-            guard.terminal.draw(|frame| render::draw(frame, &mut app))?;
-            last_draw = Some(now);
-            dirty = false;
-        }
-        let deadline = [
-            client.poll_timeout(),
-            leave_by,
-            Some(next_tick),
-            dirty.then_some(draw_at),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or_else(|| now + Duration::from_secs(1));
+        let deadline = [client.poll_timeout(), leave_by, Some(next_tick), draw_at]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(|| now + Duration::from_secs(1));
         tokio::select! {
             received = socket.recv(&mut buf) => match received {
                 Ok(n) => {
@@ -381,23 +413,18 @@ async fn join_loop(
                 Err(e) if net::is_icmp_report(&e) => {
                     if !client.is_connected() && !refused {
                         app.status_notice(&format!("nobody is listening at {server} (ICMP port unreachable); still trying"));
-                        dirty = true;
+                        painter.dirty = true;
                     }
                 }
                 Err(e) => return Err(e).context("receiving"),
             },
-            event = keyboard.next(), if keyboard_open => match event {
-                Some(Ok(Event::Key(key))) => { app.on_key(key); dirty = true; }
-                Some(Ok(Event::Paste(text))) => { app.on_paste(&text); dirty = true; }
-                Some(Ok(Event::Mouse(mouse))) => { app.on_mouse(mouse); dirty = true; }
-                Some(Ok(Event::Resize(..))) => dirty = true,
-                Some(Ok(_)) => {}
-                // The terminal is gone: leave.
-                Some(Err(_)) | None => {
+            event = keyboard.next(), if keyboard_open => {
+                if !painter.on_event(&mut app, event) {
+                    // The terminal is gone: leave.
                     keyboard_open = false;
                     client.close(Instant::now());
                 }
-            },
+            }
             () = tokio::time::sleep_until(deadline.into()) => {}
             _ = sigint.recv() => app.quit = true,
             _ = sigterm.recv() => client.close(Instant::now()),
@@ -406,6 +433,172 @@ async fn join_loop(
         let now = Instant::now();
         if client.poll_timeout().is_some_and(|t| t <= now) {
             client.handle_timeout(now);
+        }
+    }
+}
+
+/// How many different strangers' datagrams the lab chat reports (as the line modes do).
+const STRANGERS_REPORTED: usize = 8;
+
+/// Runs the lab's two-party chat (`udpchat chat`) full-screen: the [`Conversation`] decides,
+/// this loop moves datagrams, keys and lines. The end of the chat ("you said bye; chat over")
+/// is printed on the normal screen once the terminal is restored.
+///
+/// # Errors
+/// The terminal or the socket failed.
+pub async fn run_chat(
+    tracer: Tracer,
+    socket: UdpSocket,
+    mut conversation: Conversation,
+    turns: bool,
+    greeting: &str,
+) -> Result<ExitCode> {
+    let local = crate::addr::canonical(socket.local_addr()?);
+    let peer = conversation
+        .peer()
+        .map_or_else(|| "(waiting for a peer)".to_owned(), |p| p.to_string());
+    let mut guard = TerminalGuard::enter()?;
+    let mut app = App::new_peer(&format!("udp {local}"), &peer);
+    app.clock = clock();
+    app.status.link = Link::Note(
+        match (conversation.peer(), turns, conversation.turn()) {
+            (None, ..) => "waiting for a peer",
+            (Some(_), false, _) => "chatting",
+            (Some(_), true, Turn::Ours) => "your turn",
+            (Some(_), true, Turn::Theirs) => "their turn",
+        }
+        .into(),
+    );
+    app.status_notice(&format!("{greeting}; /help for help"));
+    let mut farewell = Vec::new();
+    let result = chat_loop(
+        tracer,
+        &mut guard,
+        &socket,
+        turns,
+        &mut conversation,
+        &mut app,
+        &mut farewell,
+    )
+    .await;
+    drop(guard);
+    for line in farewell {
+        let _ = crate::output::print_line(&line);
+    }
+    result
+}
+
+async fn chat_loop(
+    tracer: Tracer,
+    guard: &mut TerminalGuard,
+    socket: &UdpSocket,
+    turns: bool,
+    conversation: &mut Conversation,
+    app: &mut App,
+    farewell: &mut Vec<String>,
+) -> Result<ExitCode> {
+    let local = crate::addr::canonical(socket.local_addr()?);
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut keyboard = EventStream::new();
+    let mut keyboard_open = true;
+    let mut painter = Painter::new();
+    let mut strangers = std::collections::HashSet::new();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut next_tick = Instant::now();
+    loop {
+        if Instant::now() >= next_tick {
+            next_tick = Instant::now() + Duration::from_secs(1);
+            app.clock = clock();
+        }
+        app.flush_outgoing(|message| {
+            if let ClientMessage::Private { text, .. } = message {
+                conversation.handle_line(text);
+            }
+            Ok(0)
+        });
+        if app.quit {
+            app.quit = false;
+            conversation.handle_interrupt();
+        }
+        while let Some(transmit) = conversation.poll_transmit() {
+            let to = net::same_family(transmit.destination, local);
+            match socket.send_to(&transmit.payload, to).await {
+                Ok(_) => tracer.datagram(Direction::Sent, local, to, &transmit.payload),
+                Err(e) => app.status_notice(&format!("could not send to {to}: {e}")),
+            }
+        }
+        while let Some(event) = conversation.poll_event() {
+            painter.dirty = true;
+            match event {
+                LabEvent::PeerLearned(peer) => {
+                    app.rename_peer(&peer.to_string());
+                    if !turns {
+                        app.status.link = Link::Note("chatting".into());
+                    }
+                    app.status_notice(&format!("talking with {peer}"));
+                }
+                LabEvent::MessageReceived { from, text } => {
+                    app.on_peer_message(&from.to_string(), &text);
+                }
+                LabEvent::StrangerIgnored { from, len } => {
+                    if strangers.len() < STRANGERS_REPORTED && strangers.insert(from) {
+                        app.status_notice(&format!(
+                            "ignored {len} bytes from {from}: not the peer of this chat"
+                        ));
+                    }
+                }
+                LabEvent::TurnChanged(Turn::Ours) => {
+                    app.status.link = Link::Note("your turn".into())
+                }
+                LabEvent::TurnChanged(Turn::Theirs) => {
+                    app.status.link = Link::Note("their turn".into());
+                }
+                LabEvent::Ended { reason, unsent } => {
+                    farewell.push(format!(
+                        "-- {}",
+                        match reason {
+                            EndReason::ByeSent => "you said bye; chat over",
+                            EndReason::ByeReceived => "the peer said bye; chat over",
+                            EndReason::Interrupted =>
+                                "interrupted before any peer came; nothing was sent",
+                        }
+                    ));
+                    if unsent > 0 {
+                        farewell.push(format!("-- {unsent} typed line(s) were not sent"));
+                    }
+                }
+            }
+        }
+        if conversation.is_ended() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        let draw_at = painter.paint(guard, app)?;
+        let deadline = [Some(next_tick), draw_at].into_iter().flatten().min();
+        let deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        tokio::select! {
+            received = socket.recv_from(&mut buf) => match received {
+                Ok((n, from)) => {
+                    tracer.datagram(Direction::Received, local, from, &buf[..n]);
+                    conversation.handle_datagram(crate::addr::canonical(from), &buf[..n]);
+                }
+                Err(e) if net::is_icmp_report(&e) => {
+                    app.status_notice("nobody is listening there (ICMP port unreachable): start the other side first; that line was lost");
+                    painter.dirty = true;
+                }
+                Err(e) => return Err(e).context("receiving"),
+            },
+            event = keyboard.next(), if keyboard_open => {
+                if !painter.on_event(app, event) {
+                    keyboard_open = false;
+                    conversation.handle_end_of_input();
+                }
+            }
+            () = tokio::time::sleep_until(deadline.into()) => {}
+            _ = sigint.recv() => conversation.handle_interrupt(),
+            _ = sigterm.recv() => conversation.handle_interrupt(),
+            _ = sighup.recv() => conversation.handle_interrupt(),
         }
     }
 }

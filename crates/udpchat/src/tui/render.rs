@@ -99,6 +99,7 @@ fn draw_top(frame: &mut Frame, app: &App, area: Rect) {
     let window = app.current();
     let text = match window.kind {
         WindowKind::Status => " udpchat: status and help (/help)".to_owned(),
+        WindowKind::Private if app.peer_mode => format!(" udpchat chat with {}", window.name),
         WindowKind::Private => format!(" private conversation with {}", window.name),
         WindowKind::Room if !window.joined => format!(" {}: joining…", window.name),
         WindowKind::Room if window.topic.is_empty() => format!(" {}", window.name),
@@ -222,8 +223,12 @@ fn status_text(app: &App, width: usize) -> String {
     parts.push(match &status.link {
         Link::Connecting => "connecting…".to_owned(),
         Link::Connected => "connected".to_owned(),
-        Link::Closed(why) => why.clone(),
+        Link::Closed(why) | Link::Note(why) => why.clone(),
     });
+    if app.peer_mode {
+        parts.push(status.server.clone());
+        return format!(" {} │ plain UDP, not encrypted", parts.join(" │ "));
+    }
     parts.push(match status.rtt {
         Some(rtt) => format!("rtt {:.1} ms", rtt.as_secs_f64() * 1000.0),
         None => "rtt -".to_owned(),
@@ -250,6 +255,7 @@ fn draw_input(frame: &mut Frame, app: &App, area: Rect) {
     let prompt = match window.kind {
         WindowKind::Status => "[status] ".to_owned(),
         WindowKind::Room => format!("[{}] ", window.name),
+        WindowKind::Private if app.peer_mode => "you> ".to_owned(),
         WindowKind::Private => format!("[→{}] ", window.name),
     };
     let prompt_width = (prompt.width() as u16).min(area.width / 2);
