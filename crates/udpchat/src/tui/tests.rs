@@ -493,3 +493,25 @@ fn keys_edit_recall_complete_and_quit() {
     app.on_key(ctrl('c'));
     assert!(app.quit);
 }
+
+#[test]
+fn any_terminal_size_renders_without_panicking() {
+    let mut app = lobby();
+    app.on_server_message(said(
+        "lobby",
+        "bob",
+        "漢字 👩‍🔬 e\u{301} and a rather long line to wrap",
+    ));
+    type_line(&mut app, "mine");
+    for c in "typing 漢字".chars() {
+        app.on_key(key(KeyCode::Char(c)));
+    }
+    for width in [1, 2, 3, 5, 8, 13, 21, 34, 59, 60, 61, 200] {
+        for height in [1, 2, 3, 5, 8, 40] {
+            let _ = screen(&mut app, width, height);
+            app.on_key(key(KeyCode::PageUp));
+            let _ = screen(&mut app, width, height);
+            app.on_key(key(KeyCode::PageDown));
+        }
+    }
+}
