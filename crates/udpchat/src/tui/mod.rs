@@ -277,6 +277,7 @@ async fn join_loop(
     let mut next_tick = Instant::now();
     let mut leave_by: Option<Instant> = None;
     let mut painter = Painter::new();
+    let mut unreachable_reported = false;
     loop {
         let now = Instant::now();
         if now >= next_tick {
@@ -411,7 +412,9 @@ async fn join_loop(
                     client.handle_datagram(Instant::now(), &buf[..n]);
                 }
                 Err(e) if net::is_icmp_report(&e) => {
-                    if !client.is_connected() && !refused {
+                    // Each Hello repeated brings another report: say it once.
+                    if !client.is_connected() && !refused && !unreachable_reported {
+                        unreachable_reported = true;
                         app.status_notice(&format!("nobody is listening at {server} (ICMP port unreachable); still trying"));
                         painter.dirty = true;
                     }
