@@ -278,7 +278,7 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
     let printer = Printer { json: args.json };
     let mut session = Session {
         room: args.room.clone(),
-        nick_confirmed: false,
+        first_nick: FirstNick::default(),
         pending: VecDeque::new(),
     };
 
@@ -299,7 +299,7 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
                     printer.status(&format!("connected to {server}"), "connected")
                 }
                 ClientEvent::Message(message) => {
-                    if let Some(fatal) = session.on_message(&message) {
+                    if let Some(fatal) = session.first_nick.refusal(&message) {
                         printer.show(&message)?;
                         output::status(&format!("udpchat: error: {fatal}"));
                         client.close(Instant::now());
@@ -430,8 +430,30 @@ pub(crate) async fn transmit(
 /// room in the send queue (backpressure: input is not read while any wait).
 struct Session {
     room: String,
-    nick_confirmed: bool,
+    first_nick: FirstNick,
     pending: VecDeque<ClientMessage>,
+}
+
+/// Watches the answer to the first nick: a refusal before the server confirmed any nick ends
+/// the program (the user must pick another), a later one is just an error line.
+#[derive(Debug, Default)]
+pub(crate) struct FirstNick {
+    confirmed: bool,
+}
+
+impl FirstNick {
+    /// The refusal to report (made safe for the terminal) when `message` refuses the first nick.
+    pub(crate) fn refusal(&mut self, message: &ServerMessage) -> Option<String> {
+        match message {
+            ServerMessage::NickSet { .. } => self.confirmed = true,
+            ServerMessage::Error {
+                code: ErrorCode::NickTaken | ErrorCode::InvalidName,
+                text,
+            } if !self.confirmed => return Some(neutralize(text).into_owned()),
+            _ => {}
+        }
+        None
+    }
 }
 
 impl Session {
@@ -454,21 +476,6 @@ impl Session {
                 }
             }
         }
-    }
-
-    /// Follows the server's answers; returns a fatal error for a refused first nick.
-    fn on_message(&mut self, message: &ServerMessage) -> Option<String> {
-        match message {
-            ServerMessage::NickSet { .. } => self.nick_confirmed = true,
-            ServerMessage::Error {
-                code: ErrorCode::NickTaken | ErrorCode::InvalidName,
-                text,
-            } if !self.nick_confirmed => {
-                return Some(text.clone());
-            }
-            _ => {}
-        }
-        None
     }
 }
 
@@ -670,6 +677,27 @@ mod tests {
             parse_line("/frobnicate", "r"),
             LineCommand::Local(_)
         ));
+    }
+
+    #[test]
+    fn only_a_refusal_of_the_first_nick_is_fatal_and_it_is_neutralised() {
+        let refusal = |text: &str| ServerMessage::Error {
+            code: ErrorCode::NickTaken,
+            text: text.into(),
+        };
+        let mut first = FirstNick::default();
+        assert_eq!(
+            first
+                .refusal(&refusal("nick \x1b[2Jada is taken"))
+                .as_deref(),
+            Some("nick ^[[2Jada is taken")
+        );
+        let mut first = FirstNick::default();
+        assert_eq!(
+            first.refusal(&ServerMessage::NickSet { nick: "ada".into() }),
+            None
+        );
+        assert_eq!(first.refusal(&refusal("nick bob is taken")), None);
     }
 
     #[test]

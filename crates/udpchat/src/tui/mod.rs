@@ -42,7 +42,7 @@ use udpchat_proto::lab::{Conversation, EndReason, Event as LabEvent, Turn};
 use udpchat_proto::wire::message::ClientMessage;
 
 use crate::cli::JoinArgs;
-use crate::join::{KeyCheck, KeyVerdict, describe_close, transmit};
+use crate::join::{FirstNick, KeyCheck, KeyVerdict, describe_close, transmit};
 use crate::net::{self, MAX_DATAGRAM};
 use crate::trace::{Direction, Tracer};
 use app::{App, Link};
@@ -272,7 +272,7 @@ async fn join_loop(
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut exit = ExitCode::SUCCESS;
     let mut refused = false;
-    let mut nick_confirmed = false;
+    let mut first_nick = FirstNick::default();
     let mut loss = LossMeter::default();
     let mut next_tick = Instant::now();
     let mut leave_by: Option<Instant> = None;
@@ -305,21 +305,8 @@ async fn join_loop(
                     app.status_notice(&format!("connected to {server}"));
                 }
                 ClientEvent::Message(message) => {
-                    if let udpchat_proto::wire::message::ServerMessage::NickSet { .. } = &message {
-                        nick_confirmed = true;
-                    }
-                    if let udpchat_proto::wire::message::ServerMessage::Error {
-                        code:
-                            udpchat_proto::wire::message::ErrorCode::NickTaken
-                            | udpchat_proto::wire::message::ErrorCode::InvalidName,
-                        text,
-                    } = &message
-                        && !nick_confirmed
-                    {
-                        farewell.push(format!(
-                            "udpchat: error: {}",
-                            udpchat_proto::text::neutralize(text)
-                        ));
+                    if let Some(text) = first_nick.refusal(&message) {
+                        farewell.push(format!("udpchat: error: {text}"));
                         exit = ExitCode::FAILURE;
                         client.close(Instant::now());
                     }
