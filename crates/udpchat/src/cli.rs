@@ -77,6 +77,52 @@ pub enum Command {
     /// `/who [ROOM]`, `/topic [TEXT]`, `/quit`; `//text` sends a line that starts with a slash.
     /// End of input leaves after everything sent has been acknowledged.
     Join(JoinArgs),
+    /// Measure the room server on loopback against a minimal batched relay and a lab-style
+    /// Python relay: deliveries per second, loss, latency, CPU per delivery, memory per member.
+    ///
+    /// Each run starts a fresh target process and N members in one room; with `--out DIR` the
+    /// table and an SVG plot are written there (`docs/` in the repository).
+    Bench(BenchArgs),
+    /// The minimal batched relay `bench` compares with (run by `bench` itself).
+    #[command(hide = true)]
+    BenchRelay(BenchRelayArgs),
+}
+
+/// Arguments of `udpchat bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Room sizes to measure, comma-separated.
+    #[arg(long, default_value = "2,10,100,1000")]
+    pub members: String,
+    /// What to measure, comma-separated: udpchat-framed, udpchat-plain, relay, python.
+    #[arg(long, default_value = "udpchat-framed,udpchat-plain,relay,python")]
+    pub targets: String,
+    /// Members that send (at most the room size).
+    #[arg(long, default_value_t = 10)]
+    pub senders: usize,
+    /// Seconds each run sends.
+    #[arg(long, value_name = "SECONDS", default_value = "3", value_parser = parse_seconds)]
+    pub duration: Duration,
+    /// Bytes of text per message.
+    #[arg(long, default_value_t = 64)]
+    pub payload: usize,
+    /// Deliveries per second offered in the paced (latency) runs.
+    #[arg(long, default_value_t = 20_000)]
+    pub latency_load: u32,
+    /// Idle framed members for the memory run (0 skips it).
+    #[arg(long, default_value_t = 10_000)]
+    pub idle: usize,
+    /// Write bench-results.md and bench-deliveries.svg into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
+}
+
+/// Arguments of the hidden `udpchat bench-relay`.
+#[derive(Debug, Args)]
+pub struct BenchRelayArgs {
+    /// UDP port on 127.0.0.1 (0: any free one, printed on stderr).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
 }
 
 /// Arguments of `udpchat serve`.

@@ -475,3 +475,51 @@ fn probe_tells_open_closed_and_open_filtered() {
     );
     assert_eq!(recv_text(&silent).0, "hello");
 }
+
+#[test]
+fn bench_measures_a_small_room_and_writes_its_report() {
+    let out = support::data_home().join("bench-out");
+    let (code, stdout, stderr) = support::run_udpchat(&[
+        "bench",
+        "--members",
+        "2",
+        "--targets",
+        "relay,udpchat-plain",
+        "--duration",
+        "0.2",
+        "--idle",
+        "20",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    for row in [
+        "| relay | 2 | paced |",
+        "| relay | 2 | capacity |",
+        "| udpchat-plain | 2 | capacity |",
+    ] {
+        assert!(stdout.contains(row), "{row} missing from:\n{stdout}");
+    }
+    assert!(
+        stdout.contains("memory: 20 idle framed members"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("N=2: capacity in deliveries/s, relative to the minimal relay"),
+        "{stdout}"
+    );
+    let table = std::fs::read_to_string(out.join("bench-results.md")).unwrap();
+    assert!(table.contains("| relay | 2 | capacity |"), "{table}");
+    let svg = std::fs::read_to_string(out.join("bench-deliveries.svg")).unwrap();
+    assert!(svg.contains("<title>relay N=2"), "{svg}");
+}
+
+#[test]
+fn bench_refuses_bad_arguments_in_one_line() {
+    let (code, _, stderr) = support::run_udpchat(&["bench", "--targets", "redis"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("unknown target 'redis'"), "{stderr}");
+    let (code, _, stderr) = support::run_udpchat(&["bench", "--members", "1"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("at least 2 members"), "{stderr}");
+}

@@ -1,0 +1,517 @@
+//! `udpchat bench`: measures the room server against the machine's limit and against the
+//! obvious alternatives, on loopback, bounded in time.
+//!
+//! Each run starts a fresh target process, puts N members in one room ([`load`]), lets some of
+//! them send for a few seconds and counts what everyone else receives. Targets:
+//!
+//! - `udpchat-framed`: `udpchat serve` with framed clients (reliable, encrypted);
+//! - `udpchat-plain`: `udpchat serve` with plain-text guests (the lab's protocol);
+//! - `relay`: a minimal batched relay ([`relay`], `recvmmsg`/`sendmmsg`), the floor;
+//! - `python`: the lab-style Python relay (`recvfrom`, then `sendto` to each other peer).
+//!
+//! Reported per run: messages sent, deliveries per second, loss, latency percentiles, the
+//! target's CPU time per delivery (from `/proc/PID/stat`), and for one idle run the target's
+//! memory per member (from `/proc/PID/status`). [`report`] writes the table and the plot.
+
+pub mod load;
+pub mod relay;
+pub mod report;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use socket2::SockRef;
+
+use crate::cli::BenchArgs;
+use load::{Load, MemberKind, Plan};
+
+/// The lab-style relay in Python: what a student would write after step 4.
+const PYTHON_RELAY: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+s.bind(("127.0.0.1", 0))
+print("listening on udp %s:%d" % s.getsockname(), file=sys.stderr, flush=True)
+peers, known = [], set()
+while True:
+    data, addr = s.recvfrom(65535)
+    if addr not in known:
+        known.add(addr)
+        peers.append(addr)
+    for p in peers:
+        if p != addr:
+            try:
+                s.sendto(data, p)
+            except OSError:
+                pass
+"#;
+
+/// Socket buffers asked for (the kernel may cap them at `net.core.rmem_max`/`wmem_max`).
+pub const SOCKET_BUFFER: usize = 8 << 20;
+
+/// Asks for large socket buffers; reports on stderr when the kernel gives less.
+pub fn grow_buffers(socket: &UdpSocket) {
+    let sock = SockRef::from(socket);
+    let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+    let got = (
+        sock.recv_buffer_size().unwrap_or(0),
+        sock.send_buffer_size().unwrap_or(0),
+    );
+    // Linux reports twice what it grants (the other half is bookkeeping).
+    if got.0 < SOCKET_BUFFER || got.1 < SOCKET_BUFFER {
+        eprintln!(
+            "note: socket buffers capped by the kernel at {} KiB receive, {} KiB send (asked {} KiB; raise net.core.rmem_max / wmem_max)",
+            got.0 / 2048,
+            got.1 / 2048,
+            SOCKET_BUFFER / 1024
+        );
+    }
+}
+
+/// What is benchmarked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// `udpchat serve`, framed clients.
+    Framed,
+    /// `udpchat serve`, plain-text guests.
+    Plain,
+    /// The minimal batched relay.
+    Relay,
+    /// The lab-style Python relay.
+    Python,
+}
+
+impl Target {
+    /// The name in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Framed => "udpchat-framed",
+            Target::Plain => "udpchat-plain",
+            Target::Relay => "relay",
+            Target::Python => "python",
+        }
+    }
+
+    fn member_kind(self) -> MemberKind {
+        match self {
+            Target::Framed => MemberKind::Framed,
+            Target::Plain => MemberKind::Guest,
+            Target::Relay | Target::Python => MemberKind::Raw,
+        }
+    }
+
+    /// Parses a target name.
+    ///
+    /// # Errors
+    /// An unknown name.
+    pub fn parse(name: &str) -> Result<Self> {
+        Ok(match name {
+            "udpchat-framed" | "framed" => Target::Framed,
+            "udpchat-plain" | "plain" => Target::Plain,
+            "relay" => Target::Relay,
+            "python" => Target::Python,
+            _ => bail!("unknown target '{name}': udpchat-framed, udpchat-plain, relay or python"),
+        })
+    }
+}
+
+/// A target process; killed when dropped.
+struct TargetProcess {
+    child: Child,
+    address: SocketAddr,
+}
+
+impl TargetProcess {
+    fn start(target: Target, scratch: &std::path::Path) -> Result<Self> {
+        let exe = std::env::current_exe().context("finding the udpchat binary")?;
+        let mut command = match target {
+            Target::Framed | Target::Plain => {
+                let mut c = Command::new(&exe);
+                c.args([
+                    "serve",
+                    "--port",
+                    "0",
+                    "--bind",
+                    "127.0.0.1",
+                    "--peer-timeout",
+                    "120",
+                ])
+                .arg("--key-file")
+                .arg(scratch.join("bench-server.key"));
+                c
+            }
+            Target::Relay => {
+                let mut c = Command::new(&exe);
+                c.args(["bench-relay", "--port", "0"]);
+                c
+            }
+            Target::Python => {
+                let mut c = Command::new("python3");
+                c.args(["-u", "-c", PYTHON_RELAY]);
+                c
+            }
+        };
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .with_context(|| format!("starting the {} target", target.name()))?;
+        let stderr = child.stderr.take().context("no stderr")?;
+        let mut lines = BufReader::new(stderr).lines();
+        let address = loop {
+            let Some(line) = lines.next() else {
+                bail!("the {} target ended before listening", target.name());
+            };
+            let line = line?;
+            if let Some(rest) = line.split("listening on udp ").nth(1) {
+                let address = rest.split([';', ' ']).next().unwrap_or_default();
+                break address
+                    .parse::<SocketAddr>()
+                    .with_context(|| format!("no address in {line:?}"))?;
+            }
+        };
+        // Keep draining stderr so the target never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Self { child, address })
+    }
+
+    /// CPU time used so far (user + system).
+    fn cpu(&self) -> Duration {
+        cpu_of(&format!("/proc/{}/stat", self.child.id()))
+    }
+
+    /// Resident memory, in KiB.
+    fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for TargetProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU time (utime + stime) from a `/proc/…/stat` file; ticks are USER_HZ, 100 on Linux.
+fn cpu_of(path: &str) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let after = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// One run's numbers.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// What was measured.
+    pub target: Target,
+    /// Members in the room.
+    pub members: usize,
+    /// Members sending.
+    pub senders: usize,
+    /// Offered messages per second (0: as fast as possible).
+    pub rate: u32,
+    /// Messages sent.
+    pub sent: u64,
+    /// Deliveries expected: every message to every other member.
+    pub expected: u64,
+    /// Deliveries counted.
+    pub delivered: u64,
+    /// Deliveries per second of sending.
+    pub deliveries_per_sec: f64,
+    /// Latency percentiles (p50, p99, p99.9), microseconds.
+    pub latency_us: [u32; 3],
+    /// The target's CPU time per delivery, microseconds.
+    pub cpu_us_per_delivery: f64,
+    /// The target's CPU use during the run, as a share of one core.
+    pub target_cpu: f64,
+    /// The load generator's CPU use, as a share of one core (near 1.0: it was the bottleneck).
+    pub generator_cpu: f64,
+    /// The capacity round (the highest offered rate that passed), not the paced one.
+    pub capacity: bool,
+}
+
+impl RunResult {
+    /// Deliveries lost, as a fraction of those expected.
+    pub fn loss(&self) -> f64 {
+        if self.expected == 0 {
+            return 0.0;
+        }
+        1.0 - (self.delivered.min(self.expected) as f64 / self.expected as f64)
+    }
+}
+
+/// The memory run's numbers.
+#[derive(Debug, Clone)]
+pub struct MemoryResult {
+    /// Idle members.
+    pub members: usize,
+    /// Target RSS before they came, KiB.
+    pub empty_kib: u64,
+    /// Target RSS with them, KiB.
+    pub full_kib: u64,
+}
+
+/// Runs `udpchat bench`.
+///
+/// # Errors
+/// A target could not start, or members could not join.
+pub fn run(args: &BenchArgs) -> Result<ExitCode> {
+    let runtime = crate::runtime()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, drive(args))
+}
+
+async fn drive(args: &BenchArgs) -> Result<ExitCode> {
+    let targets: Vec<Target> = args
+        .targets
+        .split(',')
+        .map(Target::parse)
+        .collect::<Result<_>>()?;
+    let sizes: Vec<usize> = args
+        .members
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse::<usize>()
+                .with_context(|| format!("'{s}' is not a member count"))
+        })
+        .collect::<Result<_>>()?;
+    if sizes.iter().any(|&n| n < 2) {
+        bail!("a room needs at least 2 members to relay anything");
+    }
+    let scratch = std::env::temp_dir().join(format!("udpchat-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let mut results = Vec::new();
+    println!("{}", report::header());
+    for &members in &sizes {
+        for &target in &targets {
+            for result in measure(args, target, members, &scratch).await? {
+                println!("{}", report::row(&result));
+                results.push(result);
+            }
+        }
+    }
+    let memory = if args.idle > 0 {
+        Some(measure_memory(args.idle, &scratch).await?)
+    } else {
+        None
+    };
+    if let Some(m) = &memory {
+        println!("{}", report::memory_line(m));
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    if let Some(dir) = &args.out {
+        let (table, svg) = report::write(dir, args, &results, memory.as_ref())?;
+        println!("wrote {} and {}", table.display(), svg.display());
+    }
+    for line in report::ratios(&results) {
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A target with its members in the room.
+struct Rig {
+    process: TargetProcess,
+    load: Load,
+    members: usize,
+}
+
+impl Rig {
+    async fn start(
+        args: &BenchArgs,
+        target: Target,
+        members: usize,
+        scratch: &std::path::Path,
+    ) -> Result<Self> {
+        let process = TargetProcess::start(target, scratch)?;
+        let plan = Plan {
+            kind: target.member_kind(),
+            target: process.address,
+            members,
+            senders: members.min(args.senders),
+            payload: args.payload,
+        };
+        let load = Load::join(&plan, Instant::now(), Duration::from_secs(300))
+            .await
+            .with_context(|| format!("{} with {members} members", target.name()))?;
+        Ok(Self {
+            process,
+            load,
+            members,
+        })
+    }
+
+    /// One round at `rate` messages per second.
+    async fn round(
+        &mut self,
+        target: Target,
+        senders: usize,
+        rate: u32,
+        duration: Duration,
+    ) -> RunResult {
+        let round = self.load.start(rate, duration);
+        tokio::time::sleep_until(round.start.into()).await;
+        let (cpu_before, generator_before) = (self.process.cpu(), cpu_of("/proc/self/stat"));
+        tokio::time::sleep_until(round.stop.into()).await;
+        let (cpu, generator) = (
+            self.process.cpu().saturating_sub(cpu_before),
+            cpu_of("/proc/self/stat").saturating_sub(generator_before),
+        );
+        let reports = self.load.finish(round).await;
+        let sent: u64 = reports.iter().map(|r| r.sent).sum();
+        let delivered: u64 = reports.iter().map(|r| r.received).sum();
+        let mut latencies: Vec<u32> = reports.into_iter().flat_map(|r| r.latencies_us).collect();
+        latencies.sort_unstable();
+        let percentile = |p: f64| -> u32 {
+            if latencies.is_empty() {
+                return 0;
+            }
+            let i = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
+            latencies[i]
+        };
+        let seconds = duration.as_secs_f64();
+        RunResult {
+            target,
+            members: self.members,
+            senders,
+            rate,
+            sent,
+            expected: sent * (self.members as u64 - 1),
+            delivered,
+            deliveries_per_sec: delivered as f64 / seconds,
+            latency_us: [percentile(0.5), percentile(0.99), percentile(0.999)],
+            cpu_us_per_delivery: if delivered == 0 {
+                0.0
+            } else {
+                cpu.as_secs_f64() * 1e6 / delivered as f64
+            },
+            target_cpu: cpu.as_secs_f64() / seconds,
+            generator_cpu: generator.as_secs_f64() / seconds,
+            capacity: false,
+        }
+    }
+}
+
+/// A round passes when at least 99% of the deliveries arrived, with p99 under 50 ms.
+fn passes(r: &RunResult) -> bool {
+    r.sent > 0 && r.loss() <= 0.01 && r.latency_us[1] <= 50_000
+}
+
+/// Measures one target with `members` members: latency at the paced load, then its capacity:
+/// the offered rate doubles until a round fails, then two bisection steps; the best passing
+/// round is the capacity. A failed round may leave backlog behind, so the next one gets a
+/// fresh target and members.
+async fn measure(
+    args: &BenchArgs,
+    target: Target,
+    members: usize,
+    scratch: &std::path::Path,
+) -> Result<Vec<RunResult>> {
+    let senders = members.min(args.senders);
+    let per_delivery =
+        |deliveries: f64| ((deliveries / (members - 1) as f64).round() as u32).max(1);
+    let mut rig = Rig::start(args, target, members, scratch).await?;
+    let paced = rig
+        .round(
+            target,
+            senders,
+            per_delivery(f64::from(args.latency_load)),
+            args.duration,
+        )
+        .await;
+    let mut rig = Some(rig);
+    let mut best: Option<RunResult> = None;
+    let mut failed: Option<u32> = None;
+    let mut rate = per_delivery(10_000.0);
+    let mut bisections = 0;
+    loop {
+        let current = match rig.as_mut() {
+            Some(r) => r,
+            None => rig.insert(Rig::start(args, target, members, scratch).await?),
+        };
+        let result = current.round(target, senders, rate, args.duration).await;
+        if passes(&result) {
+            best = Some(result);
+        } else {
+            failed = Some(rate);
+            rig = None;
+        }
+        let low = best.as_ref().map_or(0, |b| b.rate);
+        rate = match failed {
+            // Still passing: double, up to what loopback could ever carry.
+            None if f64::from(rate) * (members - 1) as f64 >= 4e6 => break,
+            None => rate * 2,
+            Some(high) => {
+                if bisections == 2 || high <= low + 1 {
+                    break;
+                }
+                bisections += 1;
+                (low + high) / 2
+            }
+        };
+        if failed.is_some() && rate == low {
+            break;
+        }
+    }
+    let mut out = vec![paced];
+    if let Some(mut best) = best {
+        best.capacity = true;
+        out.push(best);
+    }
+    Ok(out)
+}
+
+async fn measure_memory(members: usize, scratch: &std::path::Path) -> Result<MemoryResult> {
+    let process = TargetProcess::start(Target::Framed, scratch)?;
+    let empty_kib = process.rss_kib();
+    let plan = Plan {
+        kind: MemberKind::Framed,
+        target: process.address,
+        members,
+        senders: 0,
+        payload: 0,
+    };
+    let load = Load::join(&plan, Instant::now(), Duration::from_secs(300))
+        .await
+        .with_context(|| format!("{members} idle members"))?;
+    let full_kib = process.rss_kib();
+    drop(load);
+    Ok(MemoryResult {
+        members,
+        empty_kib,
+        full_kib,
+    })
+}
+
+/// Where `bench --out` writes by default.
+pub fn default_out() -> PathBuf {
+    PathBuf::from("docs")
+}
