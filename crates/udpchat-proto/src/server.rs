@@ -203,6 +203,9 @@ struct Guest {
     code: u16,
     /// Lines waiting for credit (validated guests never wait).
     queue: VecDeque<Vec<u8>>,
+    /// The queue's first line is the one with the code, not sent yet: a full queue drops the
+    /// lines after it, never it (or a guest arriving in a busy room would never learn it).
+    code_line_queued: bool,
     /// Lines dropped because the queue was full.
     dropped: u64,
     last_heard: Instant,
@@ -876,6 +879,7 @@ impl Server {
                 validated: false,
                 code,
                 queue: VecDeque::new(),
+                code_line_queued: false,
                 dropped: 0,
                 last_heard: now,
                 newline,
@@ -889,6 +893,9 @@ impl Server {
             addr,
             format!("* you are {nick}; to see everything, send: /ok {code}"),
         );
+        if let Some(guest) = self.guests.get_mut(&addr) {
+            guest.code_line_queued = !guest.queue.is_empty();
+        }
         let room = self.config.default_room.clone();
         let outbox = self.chat.add_guest(MemberId::Guest(addr), &nick, &room);
         self.deliver_all(now, outbox);
@@ -917,11 +924,12 @@ impl Server {
             bytes.push(b'\n');
         }
         let queued = |q: &VecDeque<Vec<u8>>| q.iter().map(Vec::len).sum::<usize>();
-        while !guest.queue.is_empty()
+        let kept = usize::from(guest.code_line_queued);
+        while guest.queue.len() > kept
             && (guest.queue.len() >= self.config.guest_queue_lines
                 || queued(&guest.queue) + bytes.len() > self.config.guest_queue_bytes)
         {
-            guest.queue.pop_front();
+            guest.queue.remove(kept);
             guest.dropped += 1;
         }
         guest.queue.push_back(bytes);
@@ -939,6 +947,7 @@ impl Server {
                 }
                 guest.credit -= line.len();
             }
+            guest.code_line_queued = false;
             if let Some(line) = guest.queue.pop_front() {
                 self.direct.push_back(Transmit {
                     destination: addr,

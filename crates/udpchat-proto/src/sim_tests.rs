@@ -427,6 +427,26 @@ fn a_guest_that_ends_its_lines_with_newlines_gets_newlines_from_the_first_line_o
 }
 
 #[test]
+fn a_guest_arriving_in_a_busy_room_still_gets_its_code_first() {
+    let mut world = World::new(Faults::none(), 3, ServerConfig::default());
+    let ada = world.add_client("ada", "lobby");
+    world.run(Duration::from_secs(2));
+    // A full history of long lines: more than a guest's queue holds.
+    for i in 0..100 {
+        world.send(ada, say("lobby", format!("line {i} {}", "x".repeat(200))));
+    }
+    world.run(Duration::from_secs(5));
+    let guest = addr(900);
+    world.guest_says(guest, &format!("hello, {}", "y".repeat(100)));
+    world.run(Duration::from_secs(1));
+    let lines = &world.guests[&guest];
+    assert!(
+        lines.first().is_some_and(|l| l.contains("/ok ")),
+        "the code comes first: {lines:?}"
+    );
+}
+
+#[test]
 fn an_idle_guest_is_dropped_after_the_peer_timeout() {
     let config = ServerConfig::with_peer_timeout(Duration::from_secs(5));
     let mut world = World::new(Faults::none(), 8, config);
