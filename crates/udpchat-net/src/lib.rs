@@ -4,9 +4,12 @@
 //!
 //! - [`serve`]: runs a [`Server`](udpchat_proto::server::Server) on a UDP socket.
 //! - [`OsRandom`]: unpredictable randomness for connection ids and tokens.
+//! - [`BatchIo`]: `recvmmsg`/`sendmmsg`, many datagrams per system call.
 
+mod batch;
 mod random;
 mod serve;
 
+pub use batch::{BATCH, BatchIo};
 pub use random::OsRandom;
 pub use serve::{IO_LOOP_BOUND, Wire, serve};

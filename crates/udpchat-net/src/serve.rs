@@ -1,5 +1,7 @@
-//! The server driver: one task, one socket, one timer.
+//! The server driver: one task, one socket, one timer; datagrams move in batches
+//! ([`BatchIo`]: `recvmmsg`/`sendmmsg`).
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -7,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use udpchat_proto::server::{Server, ServerEvent, Transmit};
+
+use crate::batch::{BATCH, BatchIo};
 
 /// Datagrams handled per turn of the loop before timers and output get their turn, so that a
 /// flood cannot starve them (quinn's `IO_LOOP_BOUND`, smoltcp's poll "DoS warning").
@@ -40,45 +44,46 @@ pub async fn serve(
     mut watch: impl FnMut(Wire<'_>),
 ) -> io::Result<()> {
     tokio::pin!(shutdown);
-    let mut buf = vec![0u8; 65_536];
-    let mut pending: Option<Transmit> = None;
+    let mut io = BatchIo::new();
+    // Datagrams the socket's buffer could not take yet, oldest first.
+    let mut pending: VecDeque<Transmit> = VecDeque::new();
     let mut stop_by: Option<Instant> = None;
     loop {
         // Output first: everything the last input produced.
-        drive_transmit(&socket, &mut server, &mut pending, &mut watch);
+        drive_transmit(&socket, &mut io, &mut server, &mut pending, &mut watch);
         while let Some(event) = server.poll_event() {
             log(event);
         }
         if let Some(stop_by) = stop_by
-            && ((server.is_idle() && pending.is_none()) || Instant::now() >= stop_by)
+            && ((server.is_idle() && pending.is_empty()) || Instant::now() >= stop_by)
         {
             return Ok(());
         }
         let deadline = server.poll_timeout().map(|d| d.min(stop_by.unwrap_or(d)));
         let sleep_until = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
-            received = socket.recv_from(&mut buf) => {
-                match received {
-                    Ok((n, from)) => {
-                        watch(Wire::Received(from, &buf[..n]));
-                        server.handle_datagram(Instant::now(), from, &buf[..n]);
-                    }
-                    Err(e) => note_recv_error(&e),
-                }
-                // More may be waiting: take a bounded batch without going back to select.
-                for _ in 1..IO_LOOP_BOUND {
-                    match socket.try_recv_from(&mut buf) {
-                        Ok((n, from)) => {
-                            watch(Wire::Received(from, &buf[..n]));
-                            server.handle_datagram(Instant::now(), from, &buf[..n]);
+            readable = socket.readable() => {
+                readable?;
+                // What is waiting, in batches, bounded so that timers and output get their
+                // turn during a flood.
+                let mut taken = 0;
+                while taken < IO_LOOP_BOUND {
+                    let now = Instant::now();
+                    match io.recv_batch(&socket, |from, datagram| {
+                        watch(Wire::Received(from, datagram));
+                        server.handle_datagram(now, from, datagram);
+                    }) {
+                        Ok(0) => break,
+                        Ok(n) => taken += n,
+                        Err(e) => {
+                            note_recv_error(&e);
+                            break;
                         }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => note_recv_error(&e),
                     }
                 }
             }
             () = tokio::time::sleep_until(sleep_until.into()) => {}
-            writable = socket.writable(), if pending.is_some() => writable?,
+            writable = socket.writable(), if !pending.is_empty() => writable?,
             () = &mut shutdown, if stop_by.is_none() => {
                 let now = Instant::now();
                 server.shutdown(now);
@@ -92,31 +97,43 @@ pub async fn serve(
     }
 }
 
-/// Sends what the server has to send, until done or the socket's buffer is full; a datagram
-/// that would block is kept and retried when the socket is writable (quinn's
-/// `buffered_transmit`).
+/// Sends what the server has to send, a batch per system call, until done or the socket's
+/// buffer is full; what does not fit is kept, in order, and retried when the socket is
+/// writable (quinn's `buffered_transmit`).
 fn drive_transmit(
     socket: &UdpSocket,
+    io: &mut BatchIo,
     server: &mut Server,
-    pending: &mut Option<Transmit>,
+    pending: &mut VecDeque<Transmit>,
     watch: &mut impl FnMut(Wire<'_>),
 ) {
     loop {
-        let Some(transmit) = pending
-            .take()
-            .or_else(|| server.poll_transmit(Instant::now()))
-        else {
-            return;
-        };
-        match socket.try_send_to(&transmit.payload, transmit.destination) {
-            Ok(_) => watch(Wire::Sent(transmit.destination, &transmit.payload)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                *pending = Some(transmit);
-                return;
+        while pending.len() < BATCH {
+            match server.poll_transmit(Instant::now()) {
+                Some(transmit) => pending.push_back(transmit),
+                None => break,
             }
-            // Not fatal (quinn-udp's rule): the destination may be unreachable, the message
-            // is dropped as the network would drop it, and reliability repairs it.
-            Err(e) => tracing::debug!(to = %transmit.destination, error = %e, "send failed"),
+        }
+        if pending.is_empty() {
+            return;
+        }
+        let batch: Vec<(SocketAddr, &[u8])> = pending
+            .iter()
+            .map(|t| (t.destination, t.payload.as_slice()))
+            .collect();
+        let wanted = batch.len();
+        let sent = match io.send_batch(socket, &batch) {
+            Ok(sent) => sent,
+            Err(e) => {
+                tracing::debug!(error = %e, "send failed");
+                0
+            }
+        };
+        for transmit in pending.drain(..sent) {
+            watch(Wire::Sent(transmit.destination, &transmit.payload));
+        }
+        if sent < wanted {
+            return;
         }
     }
 }

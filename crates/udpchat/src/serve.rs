@@ -23,6 +23,9 @@ pub fn run(args: &ServeArgs, tracer: Tracer) -> Result<ExitCode> {
     let runtime = crate::runtime()?;
     runtime.block_on(async {
         let std_socket = net::bind(SocketAddr::new(args.bind, args.port))?;
+        if let Some(note) = net::grow_buffers(&std_socket) {
+            output::status(&note);
+        }
         std_socket.set_nonblocking(true)?;
         let socket = tokio::net::UdpSocket::from_std(std_socket)?;
         let key_file = match &args.key_file {

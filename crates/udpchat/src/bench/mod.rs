@@ -18,13 +18,12 @@ pub mod relay;
 pub mod report;
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use socket2::SockRef;
 
 use crate::cli::BenchArgs;
 use load::{Load, MemberKind, Plan};
@@ -50,29 +49,6 @@ while True:
             except OSError:
                 pass
 "#;
-
-/// Socket buffers asked for (the kernel may cap them at `net.core.rmem_max`/`wmem_max`).
-pub const SOCKET_BUFFER: usize = 8 << 20;
-
-/// Asks for large socket buffers; reports on stderr when the kernel gives less.
-pub fn grow_buffers(socket: &UdpSocket) {
-    let sock = SockRef::from(socket);
-    let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
-    let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
-    let got = (
-        sock.recv_buffer_size().unwrap_or(0),
-        sock.send_buffer_size().unwrap_or(0),
-    );
-    // Linux reports twice what it grants (the other half is bookkeeping).
-    if got.0 < SOCKET_BUFFER || got.1 < SOCKET_BUFFER {
-        eprintln!(
-            "note: socket buffers capped by the kernel at {} KiB receive, {} KiB send (asked {} KiB; raise net.core.rmem_max / wmem_max)",
-            got.0 / 2048,
-            got.1 / 2048,
-            SOCKET_BUFFER / 1024
-        );
-    }
-}
 
 /// What is benchmarked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
