@@ -142,12 +142,27 @@ impl Load {
                 go: go_rx.clone(),
                 reports: report_tx.clone(),
             };
+            let (member_ready, mut joined) = mpsc::unbounded_channel();
             let ready_tx = ready_tx.clone();
             tokio::task::spawn_local(async move {
-                if let Err(e) = member.run(ready_tx).await {
+                if let Err(e) = member.run(member_ready).await {
                     tracing::debug!(member = i, error = %e, "member ended");
                 }
             });
+            let forward = async move {
+                if joined.recv().await.is_some() {
+                    let _ = ready_tx.send(());
+                }
+            };
+            if plan.kind == MemberKind::Guest {
+                // One at a time: an unvalidated guest may be sent no more bytes than it sent,
+                // so the others' arrivals could crowd its code out of its small queue.
+                tokio::time::timeout(timeout, forward)
+                    .await
+                    .with_context(|| format!("guest {i} was not let in within {timeout:?}"))?;
+            } else {
+                tokio::task::spawn_local(forward);
+            }
         }
         drop(ready_tx);
         let deadline = tokio::time::Instant::now() + timeout;
@@ -160,6 +175,7 @@ impl Load {
                 ),
             }
         }
+        // (Guests were let in one at a time, see below.)
         Ok(Self {
             go,
             reports,
