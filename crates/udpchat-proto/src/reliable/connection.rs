@@ -175,6 +175,9 @@ pub struct ConnectionStats {
     pub messages_delivered: u64,
 }
 
+/// Queues longer than this are freed when they empty.
+const IDLE_CAPACITY: usize = 8;
+
 /// A reliable connection to one peer. See the [module docs](self).
 #[derive(Debug)]
 pub struct Connection {
@@ -480,7 +483,11 @@ impl Connection {
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<ConnectionEvent> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() && self.events.capacity() > IDLE_CAPACITY {
+            self.events = VecDeque::new();
+        }
+        event
     }
 
     // ---------------------------------------------------------------- getters
@@ -706,6 +713,11 @@ impl Connection {
                     self.messages_acknowledged += 1;
                 }
             }
+        }
+        // An idle connection gives back what a burst made its queue grow to: thousands of
+        // idle members should cost little memory each.
+        if self.out.is_empty() && self.out.capacity() > IDLE_CAPACITY {
+            self.out = VecDeque::new();
         }
         if self.blocked && self.queued_bytes <= self.config.max_queued_bytes / 2 {
             self.blocked = false;
@@ -936,6 +948,25 @@ mod tests {
         assert_eq!(pair.got_b, msgs);
         assert!(pair.a.is_send_idle());
         assert_eq!(pair.a.stats().retransmits, 0);
+    }
+
+    #[test]
+    fn an_idle_connection_gives_back_its_queues_after_a_burst() {
+        let mut pair = Pair::new(Faults::none(), 1);
+        let msgs = messages(1, 200);
+        send_all(&mut pair, A, &msgs);
+        pair.drive(Duration::from_secs(10));
+        assert_eq!(pair.got_b, msgs);
+        assert!(
+            pair.a.out.capacity() <= IDLE_CAPACITY,
+            "{}",
+            pair.a.out.capacity()
+        );
+        assert!(pair.b.events.capacity() <= IDLE_CAPACITY);
+        // And it still works.
+        send_all(&mut pair, A, &msgs[..3]);
+        pair.drive(Duration::from_secs(10));
+        assert_eq!(pair.got_b.len(), 203);
     }
 
     #[test]
