@@ -43,6 +43,9 @@ pub struct Plan {
     pub senders: usize,
     /// Bytes of text per message.
     pub payload: usize,
+    /// Members per room: member `i` is in room `bench{i / room_size}` (framed members only;
+    /// guests all share the server's default room).
+    pub room_size: usize,
 }
 
 /// What one member saw in one round.
@@ -75,6 +78,9 @@ pub struct Round {
 /// Time after the stop during which late deliveries still count: as long as the round, within
 /// these bounds.
 pub const DRAIN: (Duration, Duration) = (Duration::from_millis(200), Duration::from_millis(1000));
+
+/// Framed members that start their handshakes together.
+pub const JOIN_WAVE: usize = 250;
 
 /// The members, in the room, between rounds.
 pub struct Load {
@@ -128,6 +134,18 @@ impl Load {
         let (ready_tx, mut ready) = mpsc::unbounded_channel();
         let (report_tx, reports) = mpsc::unbounded_channel();
         let plan = Rc::new(plan.clone());
+        // Members arrive in waves, each in before the next starts: guests one at a time (an
+        // unvalidated guest may be sent no more bytes than it sent, so the others' arrivals
+        // could crowd its code out of its small queue), framed members [`JOIN_WAVE`] at a time
+        // (ten thousand handshakes at once would be a reconnection storm, which the server's
+        // per-source limits are there to slow down).
+        let wave = if plan.kind == MemberKind::Guest {
+            1
+        } else {
+            JOIN_WAVE
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut joined = 0;
         for i in 0..plan.members {
             let std_socket = std::net::UdpSocket::bind(member_address(i))
                 .with_context(|| format!("binding member {i} to {}", member_address(i)))?;
@@ -142,40 +160,24 @@ impl Load {
                 go: go_rx.clone(),
                 reports: report_tx.clone(),
             };
-            let (member_ready, mut joined) = mpsc::unbounded_channel();
             let ready_tx = ready_tx.clone();
             tokio::task::spawn_local(async move {
-                if let Err(e) = member.run(member_ready).await {
+                if let Err(e) = member.run(ready_tx).await {
                     tracing::debug!(member = i, error = %e, "member ended");
                 }
             });
-            let forward = async move {
-                if joined.recv().await.is_some() {
-                    let _ = ready_tx.send(());
+            if (i + 1) % wave == 0 || i + 1 == plan.members {
+                while joined <= i {
+                    match tokio::time::timeout_at(deadline, ready.recv()).await {
+                        Ok(Some(())) => joined += 1,
+                        _ => bail!(
+                            "only {joined} of {} members joined within {timeout:?}",
+                            plan.members
+                        ),
+                    }
                 }
-            };
-            if plan.kind == MemberKind::Guest {
-                // One at a time: an unvalidated guest may be sent no more bytes than it sent,
-                // so the others' arrivals could crowd its code out of its small queue.
-                tokio::time::timeout(timeout, forward)
-                    .await
-                    .with_context(|| format!("guest {i} was not let in within {timeout:?}"))?;
-            } else {
-                tokio::task::spawn_local(forward);
             }
         }
-        drop(ready_tx);
-        let deadline = tokio::time::Instant::now() + timeout;
-        for joined in 0..plan.members {
-            match tokio::time::timeout_at(deadline, ready.recv()).await {
-                Ok(Some(())) => {}
-                _ => bail!(
-                    "only {joined} of {} members joined within {timeout:?}",
-                    plan.members
-                ),
-            }
-        }
-        // (Guests were let in one at a time, see below.)
         Ok(Self {
             go,
             reports,
@@ -309,18 +311,22 @@ impl Member {
     }
 
     async fn run_framed(mut self, ready: mpsc::UnboundedSender<()>) -> Result<()> {
-        let mut rng = OsRandom::new().context("randomness")?;
         let config = ClientConfig {
             secure: Some(None),
             ..ClientConfig::default()
         };
-        let mut client = Client::new(config, &mut rng, Instant::now());
+        // (The random source holds a file open: let it go now, ten thousand members would
+        // run out of descriptors.)
+        let mut client = Client::new(
+            config,
+            &mut OsRandom::new().context("randomness")?,
+            Instant::now(),
+        );
         let nick = format!("m{}", self.index);
+        let room = format!("bench{}", self.index / self.plan.room_size.max(1));
         for message in [
             ClientMessage::Nick { nick: nick.clone() },
-            ClientMessage::Join {
-                room: "bench".into(),
-            },
+            ClientMessage::Join { room: room.clone() },
         ] {
             let _ = client.send(&message);
         }
@@ -342,7 +348,7 @@ impl Member {
                 let due = self.due(&round, now);
                 while progress.report.sent < due {
                     let say = ClientMessage::Say {
-                        room: "bench".into(),
+                        room: room.clone(),
                         text: self.text(progress.report.sent),
                     };
                     match client.send(&say) {

@@ -169,7 +169,7 @@ pub fn svg(results: &[RunResult]) -> String {
     let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         out,
-        r#"<text x="{}" y="20" text-anchor="middle" font-size="14">Capacity: deliveries per second with ≤1% loss and p99 ≤ 50 ms, by room size</text>"#,
+        r#"<text x="{}" y="20" text-anchor="middle" font-size="14">Capacity: deliveries per second with ≤1% loss and p99 ≤ 100 ms, by room size</text>"#,
         width / 2.0
     );
     for i in 0..=4 {
