@@ -79,8 +79,9 @@ pub struct Chat {
     nick_owners: HashMap<String, MemberId>,
     /// Member to nick, as written.
     nicks: HashMap<MemberId, String>,
-    /// Member to the rooms (lowercased) it is in.
-    memberships: HashMap<MemberId, BTreeSet<String>>,
+    /// Member to the rooms (lowercased) it is in, in joining order (a few each: a `Vec` costs
+    /// far less than a set's node per idle member).
+    memberships: HashMap<MemberId, Vec<String>>,
 }
 
 /// Whether `name` may be a nick or room name: 1 to 32 bytes of letters, digits and `-_.[]{}|^`,
@@ -183,7 +184,7 @@ impl Chat {
         let rooms: Vec<String> = self
             .memberships
             .get(&member)
-            .map(|r| r.iter().cloned().collect())
+            .map(|r| r.to_vec())
             .unwrap_or_default();
         for room in rooms {
             self.part(member, &room, reason, &mut out);
@@ -286,7 +287,7 @@ impl Chat {
             return;
         }
         r.members.insert(member);
-        mine.insert(k.clone());
+        mine.push(k.clone());
         let name = r.name.clone();
         for &m in &r.members {
             out.push((
@@ -366,7 +367,7 @@ impl Chat {
             self.rooms.remove(&k);
         }
         if let Some(mine) = self.memberships.get_mut(&member) {
-            mine.remove(&k);
+            mine.retain(|room| *room != k);
         }
     }
 

@@ -183,7 +183,8 @@ struct Peer {
     /// The Hello that created it, to answer a repeated Hello (lost Welcome) with the same
     /// Welcome.
     hello_nonce: u64,
-    /// The Welcome (or SecureWelcome) sent, sent again for a repeated Hello.
+    /// The Welcome (or SecureWelcome) sent, sent again for a repeated Hello; freed once the
+    /// client's first authenticated datagram shows it arrived.
     welcome: Vec<u8>,
     /// The keys of a secure connection: every datagram either way is sealed with them.
     transport: Option<Transport>,
@@ -219,7 +220,8 @@ pub struct Server {
     rng: Box<dyn RandomSource>,
     /// A secret for guest codes.
     guest_secret: u64,
-    peers: HashMap<ConnectionId, Peer>,
+    /// Boxed: a `Peer` is about 1 KB, and a map holds up to twice the slots it uses.
+    peers: HashMap<ConnectionId, Box<Peer>>,
     by_addr: HashMap<SocketAddr, ConnectionId>,
     guests: HashMap<SocketAddr, Guest>,
     chat: Chat,
@@ -460,6 +462,7 @@ impl Server {
                 if peer.conn.token() != token || peer.addr != from || peer.transport.is_some() {
                     return;
                 }
+                peer.welcome = Vec::new();
                 peer.conn.handle_packet(now, packet);
                 self.after_connection_input(now, connection);
             }
@@ -513,6 +516,7 @@ impl Server {
             });
         }
         if let Some(peer) = self.peers.get_mut(&id) {
+            peer.welcome = Vec::new();
             peer.conn.handle_packet(now, packet);
         }
         self.after_connection_input(now, id);
@@ -536,7 +540,10 @@ impl Server {
             && peer.hello_nonce == nonce
             && !peer.conn.is_closed()
         {
-            // Our Welcome was lost: send the same one again.
+            // Our Welcome was lost: send the same one again (unless it demonstrably arrived).
+            if peer.welcome.is_empty() {
+                return;
+            }
             let welcome = peer.welcome.clone();
             self.push_direct(from, welcome, hello_len);
             return;
@@ -606,14 +613,14 @@ impl Server {
         let conn = Connection::new(id, token, config, now, None);
         self.peers.insert(
             id,
-            Peer {
+            Box::new(Peer {
                 addr: from,
                 conn,
                 hello_nonce: nonce,
                 welcome: welcome.clone(),
                 transport,
                 member: true,
-            },
+            }),
         );
         self.by_addr.insert(from, id);
         self.push_direct(from, welcome, hello_len);
