@@ -37,7 +37,7 @@ pub const SEAL_OVERHEAD: usize = 12 + 8 + TAG_LEN;
 /// Spare room in output buffers (snow checks buffer sizes conservatively).
 const SLACK: usize = 64;
 /// How many nonces below the highest accepted one are still accepted once (out of order).
-pub const REPLAY_WINDOW: u64 = 2048;
+pub const REPLAY_WINDOW: u64 = 1024;
 
 /// What can go wrong. Everything but `Internal` means "the peer sent something we reject".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -5,8 +5,10 @@
 //! (a reliable connection, or a plain-text line for a guest). Everything here is bounded by
 //! [`ChatLimits`].
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::wire::message::{ClientMessage, ErrorCode, MAX_NAME, MessageKind, ServerMessage};
 use crate::wire::packet::ConnectionId;
@@ -73,15 +75,23 @@ pub type Outbox = Vec<(MemberId, ServerMessage)>;
 #[derive(Debug, Default)]
 pub struct Chat {
     limits: ChatLimits,
-    /// Rooms by lowercased name.
-    rooms: HashMap<String, Room>,
+    /// Rooms by lowercased name (the key is shared with the members' lists).
+    rooms: HashMap<Arc<str>, Room>,
     /// Nick (lowercased) to member.
     nick_owners: HashMap<String, MemberId>,
-    /// Member to nick, as written.
-    nicks: HashMap<MemberId, String>,
-    /// Member to the rooms (lowercased) it is in, in joining order (a few each: a `Vec` costs
-    /// far less than a set's node per idle member).
-    memberships: HashMap<MemberId, Vec<String>>,
+    /// Every member with a nick: its nick and rooms (one map, not two: a server keeps an
+    /// entry per member, idle or not).
+    members: HashMap<MemberId, Member>,
+}
+
+/// A member that has a nick.
+#[derive(Debug)]
+struct Member {
+    /// As written.
+    nick: String,
+    /// The rooms (lowercased) it is in, in joining order (a few each: a `Vec` costs far less
+    /// than a set's node per idle member).
+    rooms: Vec<Arc<str>>,
 }
 
 /// Whether `name` may be a nick or room name: 1 to 32 bytes of letters, digits and `-_.[]{}|^`,
@@ -117,7 +127,7 @@ impl Chat {
 
     /// The member's nick, if it has one.
     pub fn nick(&self, member: MemberId) -> Option<&str> {
-        self.nicks.get(&member).map(String::as_str)
+        self.members.get(&member).map(|m| m.nick.as_str())
     }
 
     /// Who holds `nick`.
@@ -133,7 +143,7 @@ impl Chat {
     /// Gives a guest its nick (no validation: the server derives it) and puts it in `room`.
     pub fn add_guest(&mut self, member: MemberId, nick: &str, room: &str) -> Outbox {
         self.nick_owners.insert(key(nick), member);
-        self.nicks.insert(member, nick.to_owned());
+        self.rename(member, nick);
         let mut out = Outbox::new();
         self.join(member, room, &mut out);
         out
@@ -149,7 +159,7 @@ impl Chat {
         let mut out = Outbox::new();
         match command {
             ClientMessage::Nick { nick } => self.set_nick(member, &nick, &mut out),
-            other if !self.nicks.contains_key(&member) => {
+            other if !self.members.contains_key(&member) => {
                 let _ = other;
                 out.push((member, error(ErrorCode::NoNick, "choose a nick first")));
             }
@@ -181,21 +191,37 @@ impl Chat {
     /// `Left` with `reason`, and its nick is freed.
     pub fn remove(&mut self, member: MemberId, reason: &str) -> Outbox {
         let mut out = Outbox::new();
-        let rooms: Vec<String> = self
-            .memberships
+        let rooms: Vec<Arc<str>> = self
+            .members
             .get(&member)
-            .map(|r| r.to_vec())
+            .map(|m| m.rooms.clone())
             .unwrap_or_default();
         for room in rooms {
             self.part(member, &room, reason, &mut out);
         }
-        self.memberships.remove(&member);
-        if let Some(nick) = self.nicks.remove(&member) {
-            self.nick_owners.remove(&key(&nick));
+        if let Some(gone) = self.members.remove(&member) {
+            self.nick_owners.remove(&key(&gone.nick));
         }
         // The member is gone: nothing addressed to it can be delivered.
         out.retain(|(to, _)| *to != member);
         out
+    }
+
+    /// Gives `member` the nick `nick` (a new member gets an entry), returning its old nick.
+    fn rename(&mut self, member: MemberId, nick: &str) -> Option<String> {
+        match self.members.entry(member) {
+            Entry::Occupied(mut known) => Some(std::mem::replace(
+                &mut known.get_mut().nick,
+                nick.to_owned(),
+            )),
+            Entry::Vacant(new) => {
+                new.insert(Member {
+                    nick: nick.to_owned(),
+                    rooms: Vec::new(),
+                });
+                None
+            }
+        }
     }
 
     fn set_nick(&mut self, member: MemberId, nick: &str, out: &mut Outbox) {
@@ -219,7 +245,7 @@ impl Chat {
             }
             _ => {}
         }
-        let old = self.nicks.insert(member, nick.to_owned());
+        let old = self.rename(member, nick);
         if let Some(old) = &old {
             self.nick_owners.remove(&key(old));
         }
@@ -257,28 +283,37 @@ impl Chat {
             return;
         }
         let k = key(room);
-        let Some(nick) = self.nicks.get(&member).cloned() else {
+        let Some(nick) = self.members.get(&member).map(|m| m.nick.clone()) else {
             return;
         };
-        if !self.rooms.contains_key(&k) && self.rooms.len() >= self.limits.max_rooms {
+        if !self.rooms.contains_key(k.as_str()) && self.rooms.len() >= self.limits.max_rooms {
             out.push((
                 member,
                 error(ErrorCode::Full, "too many rooms on this server"),
             ));
             return;
         }
-        let mine = self.memberships.entry(member).or_default();
-        if mine.contains(&k) {
+        let Some(Member { rooms: mine, .. }) = self.members.get_mut(&member) else {
+            return;
+        };
+        if mine.iter().any(|r| **r == *k) {
             return;
         }
         if mine.len() >= self.limits.max_rooms_per_member {
             out.push((member, error(ErrorCode::Full, "you are in too many rooms")));
             return;
         }
-        let r = self.rooms.entry(k.clone()).or_insert_with(|| Room {
-            name: room.to_owned(),
-            ..Room::default()
-        });
+        let shared_key = match self.rooms.get_key_value(k.as_str()) {
+            Some((shared, _)) => Arc::clone(shared),
+            None => Arc::from(k.as_str()),
+        };
+        let r = self
+            .rooms
+            .entry(Arc::clone(&shared_key))
+            .or_insert_with(|| Room {
+                name: room.to_owned(),
+                ..Room::default()
+            });
         if r.members.len() >= self.limits.max_members_per_room {
             out.push((
                 member,
@@ -287,7 +322,7 @@ impl Chat {
             return;
         }
         r.members.insert(member);
-        mine.push(k.clone());
+        mine.push(shared_key);
         let name = r.name.clone();
         for &m in &r.members {
             out.push((
@@ -311,7 +346,7 @@ impl Chat {
         let names = r
             .members
             .iter()
-            .filter_map(|m| self.nicks.get(m).cloned())
+            .filter_map(|m| self.members.get(m).map(|m| m.nick.clone()))
             .collect();
         out.push((
             member,
@@ -336,7 +371,7 @@ impl Chat {
 
     fn part(&mut self, member: MemberId, room: &str, reason: &str, out: &mut Outbox) {
         let k = key(room);
-        let Some(r) = self.rooms.get_mut(&k) else {
+        let Some(r) = self.rooms.get_mut(k.as_str()) else {
             out.push((
                 member,
                 error(ErrorCode::NotInRoom, format!("you are not in {room}")),
@@ -350,7 +385,11 @@ impl Chat {
             ));
             return;
         }
-        let nick = self.nicks.get(&member).cloned().unwrap_or_default();
+        let nick = self
+            .members
+            .get(&member)
+            .map(|m| m.nick.clone())
+            .unwrap_or_default();
         for &m in &r.members {
             out.push((
                 m,
@@ -364,10 +403,10 @@ impl Chat {
         r.members.remove(&member);
         // An empty room is forgotten unless it has history for a later joiner.
         if r.members.is_empty() && r.history.is_empty() {
-            self.rooms.remove(&k);
+            self.rooms.remove(k.as_str());
         }
-        if let Some(mine) = self.memberships.get_mut(&member) {
-            mine.retain(|room| *room != k);
+        if let Some(mine) = self.members.get_mut(&member) {
+            mine.rooms.retain(|room| **room != *k);
         }
     }
 
@@ -380,10 +419,14 @@ impl Chat {
         out: &mut Outbox,
     ) {
         let k = key(room);
-        let nick = self.nicks.get(&member).cloned().unwrap_or_default();
+        let nick = self
+            .members
+            .get(&member)
+            .map(|m| m.nick.clone())
+            .unwrap_or_default();
         let Some(r) = self
             .rooms
-            .get_mut(&k)
+            .get_mut(k.as_str())
             .filter(|r| r.members.contains(&member))
         else {
             out.push((
@@ -417,7 +460,11 @@ impl Chat {
     }
 
     fn private(&mut self, member: MemberId, to: &str, text: String, out: &mut Outbox) {
-        let from = self.nicks.get(&member).cloned().unwrap_or_default();
+        let from = self
+            .members
+            .get(&member)
+            .map(|m| m.nick.clone())
+            .unwrap_or_default();
         let Some(&target) = self.nick_owners.get(&key(to)) else {
             out.push((
                 member,
@@ -426,9 +473,9 @@ impl Chat {
             return;
         };
         let to = self
-            .nicks
+            .members
             .get(&target)
-            .cloned()
+            .map(|m| m.nick.clone())
             .unwrap_or_else(|| to.to_owned());
         let msg = ServerMessage::Private { from, to, text };
         out.push((target, msg.clone()));
@@ -439,8 +486,12 @@ impl Chat {
 
     fn topic(&mut self, member: MemberId, room: &str, topic: Option<String>, out: &mut Outbox) {
         let k = key(room);
-        let nick = self.nicks.get(&member).cloned().unwrap_or_default();
-        let Some(r) = self.rooms.get_mut(&k) else {
+        let nick = self
+            .members
+            .get(&member)
+            .map(|m| m.nick.clone())
+            .unwrap_or_default();
+        let Some(r) = self.rooms.get_mut(k.as_str()) else {
             out.push((
                 member,
                 error(ErrorCode::NotInRoom, format!("no room {room}")),
@@ -481,11 +532,11 @@ impl Chat {
 
     fn names(&self, room: &str) -> Vec<String> {
         self.rooms
-            .get(&key(room))
+            .get(key(room).as_str())
             .map(|r| {
                 r.members
                     .iter()
-                    .filter_map(|m| self.nicks.get(m).cloned())
+                    .filter_map(|m| self.members.get(m).map(|m| m.nick.clone()))
                     .collect()
             })
             .unwrap_or_default()
@@ -494,7 +545,7 @@ impl Chat {
     /// The room's name as first written, or `room` if it does not exist.
     fn display(&self, room: &str) -> String {
         self.rooms
-            .get(&key(room))
+            .get(key(room).as_str())
             .map_or_else(|| room.to_owned(), |r| r.name.clone())
     }
 
@@ -503,7 +554,7 @@ impl Chat {
     fn peers_of(&self, member: MemberId) -> BTreeSet<MemberId> {
         let mut peers = BTreeSet::new();
         peers.insert(member);
-        for k in self.memberships.get(&member).into_iter().flatten() {
+        for k in self.members.get(&member).into_iter().flat_map(|m| &m.rooms) {
             if let Some(r) = self.rooms.get(k) {
                 peers.extend(r.members.iter().copied());
             }

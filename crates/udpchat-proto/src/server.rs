@@ -25,6 +25,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::crypto::{SEAL_OVERHEAD, ServerHandshake, StaticKeypair, Transport};
@@ -217,6 +218,9 @@ struct Guest {
 /// The room server. See the [module docs](self).
 pub struct Server {
     config: ServerConfig,
+    /// The configuration of plain and of secure connections, shared by all of them.
+    plain_connection: Arc<ConnectionConfig>,
+    secure_connection: Arc<ConnectionConfig>,
     rng: Box<dyn RandomSource>,
     /// A secret for guest codes.
     guest_secret: u64,
@@ -259,8 +263,15 @@ impl Server {
         let cookie_keys = (rng.next_u64(), rng.next_u64());
         let chat = Chat::new(config.chat.clone());
         let limiter = RateLimiter::new(config.rate_limits);
+        let plain_connection = Arc::new(config.connection.clone());
+        let secure_connection = Arc::new(ConnectionConfig {
+            max_datagram: MAX_DATAGRAM - SEAL_OVERHEAD,
+            ..config.connection.clone()
+        });
         Self {
             config,
+            plain_connection,
+            secure_connection,
             rng,
             guest_secret,
             peers: HashMap::new(),
@@ -606,11 +617,12 @@ impl Server {
             }
             self.after_connection_input(now, id);
         }
-        let mut config = self.config.connection.clone();
-        if transport.is_some() {
-            config.max_datagram = MAX_DATAGRAM - SEAL_OVERHEAD;
-        }
-        let conn = Connection::new(id, token, config, now, None);
+        let config = if transport.is_some() {
+            &self.secure_connection
+        } else {
+            &self.plain_connection
+        };
+        let conn = Connection::new(id, token, Arc::clone(config), now, None);
         self.peers.insert(
             id,
             Box::new(Peer {

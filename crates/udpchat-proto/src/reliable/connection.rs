@@ -29,6 +29,7 @@
 //! message exactly once, in order.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::rtt::{RtoBounds, RttEstimator};
@@ -183,7 +184,8 @@ const IDLE_CAPACITY: usize = 8;
 pub struct Connection {
     id: ConnectionId,
     token: u64,
-    config: ConnectionConfig,
+    /// Shared by all of an endpoint's connections (a server has one per member).
+    config: Arc<ConnectionConfig>,
     phase: Phase,
     rtt: RttEstimator,
 
@@ -231,17 +233,24 @@ impl Connection {
     pub fn new(
         id: ConnectionId,
         token: u64,
-        mut config: ConnectionConfig,
+        config: impl Into<Arc<ConnectionConfig>>,
         now: Instant,
         handshake_rtt: Option<Duration>,
     ) -> Self {
-        config.max_in_flight = config.max_in_flight.clamp(1, MAX_WINDOW);
+        let mut config = config.into();
+        let max_in_flight = config.max_in_flight.clamp(1, MAX_WINDOW);
         // Room for at least one byte of payload per segment, and never above the wire limit.
-        config.max_datagram = config.max_datagram.clamp(
+        let max_datagram = config.max_datagram.clamp(
             HEADER_LEN + DATA_FIXED_LEN + SEGMENT_HEADER_LEN + 1,
             MAX_DATAGRAM,
         );
-        let mut rtt = RttEstimator::new(config.rto);
+        // (A configuration already within bounds stays shared with every other connection.)
+        if (max_in_flight, max_datagram) != (config.max_in_flight, config.max_datagram) {
+            let own = Arc::make_mut(&mut config);
+            own.max_in_flight = max_in_flight;
+            own.max_datagram = max_datagram;
+        }
+        let mut rtt = RttEstimator::new();
         if let Some(sample) = handshake_rtt {
             rtt.on_sample(sample);
         }
@@ -355,7 +364,7 @@ impl Connection {
                 {
                     seg.lost = true;
                 }
-                self.rtt.on_timeout();
+                self.rtt.on_timeout(&self.config.rto);
             }
         }
         if let Some(keepalive) = self.config.keepalive {
@@ -415,7 +424,7 @@ impl Connection {
         if self.phase != Phase::Open {
             return;
         }
-        let until = now + self.rtt.rto() * 3;
+        let until = now + self.rtt.rto(&self.config.rto) * 3;
         self.phase = Phase::Closing {
             code,
             until,
@@ -551,12 +560,14 @@ impl Connection {
     /// (with 30% loss each way a probe round trip fails half the time; a dozen in a row fail
     /// once in 3000).
     fn probe_interval(&self) -> Duration {
-        self.rtt.rto().min(self.config.idle_timeout / 20)
+        self.rtt
+            .rto(&self.config.rto)
+            .min(self.config.idle_timeout / 20)
     }
 
     /// When the oldest unacknowledged segment times out.
     fn rto_deadline(&self) -> Option<Instant> {
-        let rto = self.rtt.rto();
+        let rto = self.rtt.rto(&self.config.rto);
         self.out
             .iter()
             .filter(|s| !s.acked && !s.lost)
@@ -1111,7 +1122,7 @@ mod tests {
     #[test]
     fn a_full_queue_refuses_hands_back_and_unblocks() {
         let mut pair = Pair::new(Faults::none(), 1);
-        pair.a.config.max_queued_bytes = 10_000;
+        Arc::make_mut(&mut pair.a.config).max_queued_bytes = 10_000;
         let big = vec![b'x'; 6000];
         pair.a.send_message(big.clone()).unwrap();
         assert_eq!(

@@ -22,9 +22,12 @@ pub struct RtoBounds {
 }
 
 /// Smoothed RTT, RTT variation and the current retransmission timeout with back-off.
-#[derive(Debug, Clone)]
+///
+/// The bounds are the connection's (passed to [`rto`](Self::rto) and
+/// [`on_timeout`](Self::on_timeout)) rather than copied here: a server keeps one estimator per
+/// member, idle or not.
+#[derive(Debug, Clone, Default)]
 pub struct RttEstimator {
-    bounds: RtoBounds,
     /// SRTT; `None` until the first sample.
     smoothed: Option<Duration>,
     /// RTTVAR.
@@ -37,14 +40,8 @@ pub struct RttEstimator {
 
 impl RttEstimator {
     /// An estimator with no samples yet.
-    pub fn new(bounds: RtoBounds) -> Self {
-        Self {
-            bounds,
-            smoothed: None,
-            variation: Duration::ZERO,
-            latest: None,
-            backoff: 0,
-        }
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Takes one RTT measurement, from a segment sent exactly once (Karn's algorithm, RFC 6298
@@ -69,19 +66,19 @@ impl RttEstimator {
     }
 
     /// The retransmission timeout to use now, back-off included.
-    pub fn rto(&self) -> Duration {
+    pub fn rto(&self, bounds: &RtoBounds) -> Duration {
         let base = match self.smoothed {
-            None => self.bounds.initial,
+            None => bounds.initial,
             // RFC 6298 2.3: RTO = SRTT + max(G, K * RTTVAR); our clock granularity G is ~0.
             Some(srtt) => srtt + (self.variation * K).max(Duration::from_millis(1)),
         };
         let backed_off = base.saturating_mul(1 << self.backoff.min(16));
-        backed_off.clamp(self.bounds.min, self.bounds.max)
+        backed_off.clamp(bounds.min, bounds.max)
     }
 
     /// The timer expired: double the timeout (RFC 6298 5.5).
-    pub fn on_timeout(&mut self) {
-        if self.rto() < self.bounds.max {
+    pub fn on_timeout(&mut self, bounds: &RtoBounds) {
+        if self.rto(bounds) < bounds.max {
             self.backoff += 1;
         }
     }
@@ -115,38 +112,38 @@ mod tests {
 
     #[test]
     fn first_sample_follows_rfc_6298_2_2() {
-        let mut rtt = RttEstimator::new(bounds());
-        assert_eq!(rtt.rto(), ms(300));
+        let mut rtt = RttEstimator::new();
+        assert_eq!(rtt.rto(&bounds()), ms(300));
         rtt.on_sample(ms(100));
         // SRTT 100, RTTVAR 50, RTO = 100 + 4 * 50.
-        assert_eq!(rtt.rto(), ms(300));
+        assert_eq!(rtt.rto(&bounds()), ms(300));
         assert_eq!(rtt.smoothed(), Some(ms(100)));
     }
 
     #[test]
     fn later_samples_follow_rfc_6298_2_3() {
-        let mut rtt = RttEstimator::new(bounds());
+        let mut rtt = RttEstimator::new();
         rtt.on_sample(ms(100));
         rtt.on_sample(ms(200));
         // RTTVAR = 3/4 * 50 + 1/4 * 100 = 62.5; SRTT = 7/8 * 100 + 1/8 * 200 = 112.5
         assert_eq!(rtt.smoothed(), Some(Duration::from_micros(112_500)));
-        assert_eq!(rtt.rto(), Duration::from_micros(112_500 + 250_000));
+        assert_eq!(rtt.rto(&bounds()), Duration::from_micros(112_500 + 250_000));
     }
 
     #[test]
     fn timeouts_back_off_exponentially_up_to_the_max_and_a_sample_resets() {
-        let mut rtt = RttEstimator::new(bounds());
+        let mut rtt = RttEstimator::new();
         rtt.on_sample(ms(10)); // RTO = 10 + 4*5 = 30, clamped to the 50 ms floor
-        assert_eq!(rtt.rto(), ms(50));
-        rtt.on_timeout();
-        assert_eq!(rtt.rto(), ms(60));
-        rtt.on_timeout();
-        assert_eq!(rtt.rto(), ms(120));
+        assert_eq!(rtt.rto(&bounds()), ms(50));
+        rtt.on_timeout(&bounds());
+        assert_eq!(rtt.rto(&bounds()), ms(60));
+        rtt.on_timeout(&bounds());
+        assert_eq!(rtt.rto(&bounds()), ms(120));
         for _ in 0..40 {
-            rtt.on_timeout();
+            rtt.on_timeout(&bounds());
         }
-        assert_eq!(rtt.rto(), ms(10_000));
+        assert_eq!(rtt.rto(&bounds()), ms(10_000));
         rtt.on_sample(ms(10));
-        assert!(rtt.rto() < ms(100));
+        assert!(rtt.rto(&bounds()) < ms(100));
     }
 }
