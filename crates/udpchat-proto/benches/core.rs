@@ -153,15 +153,61 @@ fn fan_out(c: &mut Criterion) {
                         room: "bench".into(),
                         text: "a message for everyone in the room".into(),
                     };
+                    let before = room.delivered;
                     room.clients[0].1.send(&say).unwrap();
                     room.settle();
+                    assert!(room.delivered > before, "the room delivered nothing");
                 });
             });
-            assert!(room.delivered > 0, "the room delivered nothing");
         }
     }
     group.finish();
 }
 
-criterion_group!(benches, codec, fan_out);
+/// The server alone relaying one guest's line to N validated guests (the plain-text path):
+/// what `udpchat bench`'s udpchat-plain target costs in user space, without the kernel.
+fn guest_fan_out(c: &mut Criterion) {
+    let mut group = c.benchmark_group("guest fan-out");
+    for members in [10usize, 100, 1000] {
+        let now = Instant::now();
+        let config = ServerConfig {
+            max_guests: members,
+            ..ServerConfig::default()
+        };
+        let mut server = Server::new(config, Box::new(SplitMix64::new(1)));
+        let guests: Vec<SocketAddr> = (0..members)
+            .map(|i| SocketAddr::from((Ipv4Addr::new(10, (i >> 8) as u8, i as u8, 1), 4000)))
+            .collect();
+        for &guest in &guests {
+            server.handle_datagram(now, guest, &[b'.'; 100]);
+            let mut code = None;
+            while let Some(transmit) = server.poll_transmit(now) {
+                let line = String::from_utf8_lossy(&transmit.payload).into_owned();
+                if transmit.destination == guest
+                    && let Some(digits) = line.split("/ok ").nth(1)
+                {
+                    code = Some(digits.trim().to_owned());
+                }
+            }
+            let code = code.expect("the guest's code");
+            server.handle_datagram(now, guest, format!("/ok {code}").as_bytes());
+            while server.poll_transmit(now).is_some() {}
+            while server.poll_event().is_some() {}
+        }
+        group.throughput(Throughput::Elements(members as u64 - 1));
+        group.bench_with_input(BenchmarkId::from_parameter(members), &members, |b, _| {
+            b.iter(|| {
+                server.handle_datagram(now, guests[0], b"a message for everyone in the room");
+                let mut sent = 0;
+                while let Some(transmit) = server.poll_transmit(now) {
+                    sent += black_box(transmit.payload.len());
+                }
+                assert!(sent > 0);
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, codec, fan_out, guest_fan_out);
 criterion_main!(benches);

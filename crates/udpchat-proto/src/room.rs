@@ -69,7 +69,7 @@ struct Room {
 }
 
 /// What each member must be told, in order.
-pub type Outbox = Vec<(MemberId, ServerMessage)>;
+pub type Outbox = Vec<(MemberId, Arc<ServerMessage>)>;
 
 /// All rooms and nicks of a server.
 #[derive(Debug, Default)]
@@ -161,7 +161,10 @@ impl Chat {
             ClientMessage::Nick { nick } => self.set_nick(member, &nick, &mut out),
             other if !self.members.contains_key(&member) => {
                 let _ = other;
-                out.push((member, error(ErrorCode::NoNick, "choose a nick first")));
+                out.push((
+                    member,
+                    Arc::new(error(ErrorCode::NoNick, "choose a nick first")),
+                ));
             }
             ClientMessage::Join { room } => self.join(member, &room, &mut out),
             ClientMessage::Part { room } => self.part(member, &room, "part", &mut out),
@@ -176,10 +179,10 @@ impl Chat {
                 let names = self.names(&room);
                 out.push((
                     member,
-                    ServerMessage::Names {
+                    Arc::new(ServerMessage::Names {
                         room: self.display(&room),
                         nicks: names,
-                    },
+                    }),
                 ));
             }
             ClientMessage::Topic { room, topic } => self.topic(member, &room, topic, &mut out),
@@ -228,10 +231,10 @@ impl Chat {
         if !is_valid_name(nick) || nick.to_lowercase().starts_with(GUEST_PREFIX) {
             out.push((
                 member,
-                error(
+                Arc::new(error(
                     ErrorCode::InvalidName,
                     format!("'{nick}' is not a valid nick"),
-                ),
+                )),
             ));
             return;
         }
@@ -239,7 +242,7 @@ impl Chat {
             Some(owner) if *owner != member => {
                 out.push((
                     member,
-                    error(ErrorCode::NickTaken, format!("nick {nick} is taken")),
+                    Arc::new(error(ErrorCode::NickTaken, format!("nick {nick} is taken"))),
                 ));
                 return;
             }
@@ -252,21 +255,19 @@ impl Chat {
         self.nick_owners.insert(key(nick), member);
         out.push((
             member,
-            ServerMessage::NickSet {
+            Arc::new(ServerMessage::NickSet {
                 nick: nick.to_owned(),
-            },
+            }),
         ));
         if let Some(old) = old
             && old != nick
         {
+            let shared = Arc::new(ServerMessage::NickChanged {
+                old: old.clone(),
+                new: nick.to_owned(),
+            });
             for peer in self.peers_of(member) {
-                out.push((
-                    peer,
-                    ServerMessage::NickChanged {
-                        old: old.clone(),
-                        new: nick.to_owned(),
-                    },
-                ));
+                out.push((peer, Arc::clone(&shared)));
             }
         }
     }
@@ -275,10 +276,10 @@ impl Chat {
         if !is_valid_name(room) {
             out.push((
                 member,
-                error(
+                Arc::new(error(
                     ErrorCode::InvalidName,
                     format!("'{room}' is not a valid room"),
-                ),
+                )),
             ));
             return;
         }
@@ -289,7 +290,7 @@ impl Chat {
         if !self.rooms.contains_key(k.as_str()) && self.rooms.len() >= self.limits.max_rooms {
             out.push((
                 member,
-                error(ErrorCode::Full, "too many rooms on this server"),
+                Arc::new(error(ErrorCode::Full, "too many rooms on this server")),
             ));
             return;
         }
@@ -300,7 +301,10 @@ impl Chat {
             return;
         }
         if mine.len() >= self.limits.max_rooms_per_member {
-            out.push((member, error(ErrorCode::Full, "you are in too many rooms")));
+            out.push((
+                member,
+                Arc::new(error(ErrorCode::Full, "you are in too many rooms")),
+            ));
             return;
         }
         let shared_key = match self.rooms.get_key_value(k.as_str()) {
@@ -317,30 +321,28 @@ impl Chat {
         if r.members.len() >= self.limits.max_members_per_room {
             out.push((
                 member,
-                error(ErrorCode::Full, format!("room {} is full", r.name)),
+                Arc::new(error(ErrorCode::Full, format!("room {} is full", r.name))),
             ));
             return;
         }
         r.members.insert(member);
         mine.push(shared_key);
         let name = r.name.clone();
+        let shared = Arc::new(ServerMessage::Joined {
+            room: name.clone(),
+            nick: nick.clone(),
+        });
         for &m in &r.members {
-            out.push((
-                m,
-                ServerMessage::Joined {
-                    room: name.clone(),
-                    nick: nick.clone(),
-                },
-            ));
+            out.push((m, Arc::clone(&shared)));
         }
         if !r.topic.is_empty() {
             out.push((
                 member,
-                ServerMessage::Topic {
+                Arc::new(ServerMessage::Topic {
                     room: name.clone(),
                     topic: r.topic.clone(),
                     set_by: r.topic_by.clone(),
-                },
+                }),
             ));
         }
         let names = r
@@ -350,21 +352,21 @@ impl Chat {
             .collect();
         out.push((
             member,
-            ServerMessage::Names {
+            Arc::new(ServerMessage::Names {
                 room: name.clone(),
                 nicks: names,
-            },
+            }),
         ));
         for entry in &r.history {
             out.push((
                 member,
-                ServerMessage::Message {
+                Arc::new(ServerMessage::Message {
                     room: name.clone(),
                     from: entry.from.clone(),
                     kind: entry.kind,
                     history: true,
                     text: entry.text.clone(),
-                },
+                }),
             ));
         }
     }
@@ -374,14 +376,20 @@ impl Chat {
         let Some(r) = self.rooms.get_mut(k.as_str()) else {
             out.push((
                 member,
-                error(ErrorCode::NotInRoom, format!("you are not in {room}")),
+                Arc::new(error(
+                    ErrorCode::NotInRoom,
+                    format!("you are not in {room}"),
+                )),
             ));
             return;
         };
         if !r.members.contains(&member) {
             out.push((
                 member,
-                error(ErrorCode::NotInRoom, format!("you are not in {room}")),
+                Arc::new(error(
+                    ErrorCode::NotInRoom,
+                    format!("you are not in {room}"),
+                )),
             ));
             return;
         }
@@ -390,15 +398,13 @@ impl Chat {
             .get(&member)
             .map(|m| m.nick.clone())
             .unwrap_or_default();
+        let shared = Arc::new(ServerMessage::Left {
+            room: r.name.clone(),
+            nick: nick.clone(),
+            reason: reason.to_owned(),
+        });
         for &m in &r.members {
-            out.push((
-                m,
-                ServerMessage::Left {
-                    room: r.name.clone(),
-                    nick: nick.clone(),
-                    reason: reason.to_owned(),
-                },
-            ));
+            out.push((m, Arc::clone(&shared)));
         }
         r.members.remove(&member);
         // An empty room is forgotten unless it has history for a later joiner.
@@ -431,7 +437,10 @@ impl Chat {
         else {
             out.push((
                 member,
-                error(ErrorCode::NotInRoom, format!("you are not in {room}")),
+                Arc::new(error(
+                    ErrorCode::NotInRoom,
+                    format!("you are not in {room}"),
+                )),
             ));
             return;
         };
@@ -445,17 +454,15 @@ impl Chat {
                 text: text.clone(),
             });
         }
+        let shared = Arc::new(ServerMessage::Message {
+            room: r.name.clone(),
+            from: nick.clone(),
+            kind,
+            history: false,
+            text: text.clone(),
+        });
         for &m in &r.members {
-            out.push((
-                m,
-                ServerMessage::Message {
-                    room: r.name.clone(),
-                    from: nick.clone(),
-                    kind,
-                    history: false,
-                    text: text.clone(),
-                },
-            ));
+            out.push((m, Arc::clone(&shared)));
         }
     }
 
@@ -468,7 +475,7 @@ impl Chat {
         let Some(&target) = self.nick_owners.get(&key(to)) else {
             out.push((
                 member,
-                error(ErrorCode::NoSuchNick, format!("no such nick: {to}")),
+                Arc::new(error(ErrorCode::NoSuchNick, format!("no such nick: {to}"))),
             ));
             return;
         };
@@ -478,9 +485,9 @@ impl Chat {
             .map(|m| m.nick.clone())
             .unwrap_or_else(|| to.to_owned());
         let msg = ServerMessage::Private { from, to, text };
-        out.push((target, msg.clone()));
+        out.push((target, Arc::new(msg.clone())));
         if target != member {
-            out.push((member, msg));
+            out.push((member, Arc::new(msg)));
         }
     }
 
@@ -494,37 +501,38 @@ impl Chat {
         let Some(r) = self.rooms.get_mut(k.as_str()) else {
             out.push((
                 member,
-                error(ErrorCode::NotInRoom, format!("no room {room}")),
+                Arc::new(error(ErrorCode::NotInRoom, format!("no room {room}"))),
             ));
             return;
         };
         match topic {
             None => out.push((
                 member,
-                ServerMessage::Topic {
+                Arc::new(ServerMessage::Topic {
                     room: r.name.clone(),
                     topic: r.topic.clone(),
                     set_by: r.topic_by.clone(),
-                },
+                }),
             )),
             Some(_) if !r.members.contains(&member) => {
                 out.push((
                     member,
-                    error(ErrorCode::NotInRoom, format!("you are not in {room}")),
+                    Arc::new(error(
+                        ErrorCode::NotInRoom,
+                        format!("you are not in {room}"),
+                    )),
                 ));
             }
             Some(topic) => {
                 r.topic = topic;
                 r.topic_by = nick;
+                let shared = Arc::new(ServerMessage::Topic {
+                    room: r.name.clone(),
+                    topic: r.topic.clone(),
+                    set_by: r.topic_by.clone(),
+                });
                 for &m in &r.members {
-                    out.push((
-                        m,
-                        ServerMessage::Topic {
-                            room: r.name.clone(),
-                            topic: r.topic.clone(),
-                            set_by: r.topic_by.clone(),
-                        },
-                    ));
+                    out.push((m, Arc::clone(&shared)));
                 }
             }
         }
@@ -567,12 +575,19 @@ impl Chat {
 mod tests {
     use super::*;
 
+    /// The outbox with its messages unshared, to compare and match.
+    fn plain(out: Outbox) -> Vec<(MemberId, ServerMessage)> {
+        out.into_iter()
+            .map(|(to, message)| (to, Arc::unwrap_or_clone(message)))
+            .collect()
+    }
+
     fn m(n: u64) -> MemberId {
         MemberId::Connection(ConnectionId(n))
     }
 
     fn nick(chat: &mut Chat, who: MemberId, name: &str) {
-        let out = chat.apply(who, ClientMessage::Nick { nick: name.into() });
+        let out = plain(chat.apply(who, ClientMessage::Nick { nick: name.into() }));
         assert_eq!(
             out,
             vec![(who, ServerMessage::NickSet { nick: name.into() })]
@@ -608,7 +623,7 @@ mod tests {
     fn nicks_are_unique_case_insensitively_and_guest_prefix_is_reserved() {
         let mut chat = Chat::default();
         nick(&mut chat, m(1), "Ada");
-        let out = chat.apply(m(2), ClientMessage::Nick { nick: "ada".into() });
+        let out = plain(chat.apply(m(2), ClientMessage::Nick { nick: "ada".into() }));
         assert!(matches!(
             &out[..],
             [(
@@ -619,12 +634,12 @@ mod tests {
                 }
             )]
         ));
-        let out = chat.apply(
+        let out = plain(chat.apply(
             m(2),
             ClientMessage::Nick {
                 nick: "guest-1".into(),
             },
-        );
+        ));
         assert!(matches!(
             &out[..],
             [(
@@ -636,12 +651,12 @@ mod tests {
             )]
         ));
         // Nothing but /nick before a nick.
-        let out = chat.apply(
+        let out = plain(chat.apply(
             m(2),
             ClientMessage::Join {
                 room: "lobby".into(),
             },
-        );
+        ));
         assert!(matches!(
             &out[..],
             [(
@@ -658,20 +673,20 @@ mod tests {
     fn joining_tells_everyone_and_replays_history_to_the_joiner_only() {
         let mut chat = Chat::default();
         nick(&mut chat, m(1), "ada");
-        chat.apply(
+        plain(chat.apply(
             m(1),
             ClientMessage::Join {
                 room: "lobby".into(),
             },
-        );
-        chat.apply(m(1), say("lobby", "first"));
+        ));
+        plain(chat.apply(m(1), say("lobby", "first")));
         nick(&mut chat, m(2), "bob");
-        let out = chat.apply(
+        let out = plain(chat.apply(
             m(2),
             ClientMessage::Join {
                 room: "lobby".into(),
             },
-        );
+        ));
         assert_eq!(
             out,
             vec![
@@ -717,12 +732,12 @@ mod tests {
             ..ChatLimits::default()
         });
         nick(&mut chat, m(1), "ada");
-        chat.apply(m(1), ClientMessage::Join { room: "r".into() });
+        plain(chat.apply(m(1), ClientMessage::Join { room: "r".into() }));
         for i in 0..10 {
-            chat.apply(m(1), say("r", &i.to_string()));
+            plain(chat.apply(m(1), say("r", &i.to_string())));
         }
         nick(&mut chat, m(2), "bob");
-        let out = chat.apply(m(2), ClientMessage::Join { room: "r".into() });
+        let out = plain(chat.apply(m(2), ClientMessage::Join { room: "r".into() }));
         let replayed: Vec<String> = out
             .into_iter()
             .filter_map(|(_, msg)| match msg {
@@ -742,11 +757,11 @@ mod tests {
         let mut chat = Chat::default();
         nick(&mut chat, m(1), "ada");
         nick(&mut chat, m(2), "bob");
-        chat.apply(m(1), ClientMessage::Join { room: "a".into() });
-        chat.apply(m(2), ClientMessage::Join { room: "b".into() });
-        let out = chat.apply(m(1), say("a", "only a"));
+        plain(chat.apply(m(1), ClientMessage::Join { room: "a".into() }));
+        plain(chat.apply(m(2), ClientMessage::Join { room: "b".into() }));
+        let out = plain(chat.apply(m(1), say("a", "only a")));
         assert!(out.iter().all(|(to, _)| *to == m(1)));
-        let out = chat.apply(m(1), say("b", "not a member"));
+        let out = plain(chat.apply(m(1), say("b", "not a member")));
         assert!(matches!(
             &out[..],
             [(
@@ -764,26 +779,26 @@ mod tests {
         let mut chat = Chat::default();
         nick(&mut chat, m(1), "ada");
         nick(&mut chat, m(2), "Bob");
-        let out = chat.apply(
+        let out = plain(chat.apply(
             m(1),
             ClientMessage::Private {
                 to: "bob".into(),
                 text: "psst".into(),
             },
-        );
+        ));
         let msg = ServerMessage::Private {
             from: "ada".into(),
             to: "Bob".into(),
             text: "psst".into(),
         };
         assert_eq!(out, vec![(m(2), msg.clone()), (m(1), msg)]);
-        let out = chat.apply(
+        let out = plain(chat.apply(
             m(1),
             ClientMessage::Private {
                 to: "carol".into(),
                 text: "?".into(),
             },
-        );
+        ));
         assert!(matches!(
             &out[..],
             [(
@@ -801,9 +816,9 @@ mod tests {
         let mut chat = Chat::default();
         nick(&mut chat, m(1), "ada");
         nick(&mut chat, m(2), "bob");
-        chat.apply(m(1), ClientMessage::Join { room: "r".into() });
-        chat.apply(m(2), ClientMessage::Join { room: "r".into() });
-        let out = chat.remove(m(1), "timeout");
+        plain(chat.apply(m(1), ClientMessage::Join { room: "r".into() }));
+        plain(chat.apply(m(2), ClientMessage::Join { room: "r".into() }));
+        let out = plain(chat.remove(m(1), "timeout"));
         assert_eq!(
             out,
             vec![(
@@ -824,14 +839,14 @@ mod tests {
         let mut chat = Chat::default();
         nick(&mut chat, m(1), "ada");
         nick(&mut chat, m(2), "bob");
-        chat.apply(m(1), ClientMessage::Join { room: "r".into() });
-        chat.apply(m(2), ClientMessage::Join { room: "r".into() });
-        let out = chat.apply(
+        plain(chat.apply(m(1), ClientMessage::Join { room: "r".into() }));
+        plain(chat.apply(m(2), ClientMessage::Join { room: "r".into() }));
+        let out = plain(chat.apply(
             m(1),
             ClientMessage::Nick {
                 nick: "ada2".into(),
             },
-        );
+        ));
         let changed = ServerMessage::NickChanged {
             old: "ada".into(),
             new: "ada2".into(),
@@ -845,16 +860,16 @@ mod tests {
     fn topics_are_set_by_members_and_shown_to_joiners() {
         let mut chat = Chat::default();
         nick(&mut chat, m(1), "ada");
-        chat.apply(m(1), ClientMessage::Join { room: "r".into() });
-        chat.apply(
+        plain(chat.apply(m(1), ClientMessage::Join { room: "r".into() }));
+        plain(chat.apply(
             m(1),
             ClientMessage::Topic {
                 room: "r".into(),
                 topic: Some("rust".into()),
             },
-        );
+        ));
         nick(&mut chat, m(2), "bob");
-        let out = chat.apply(m(2), ClientMessage::Join { room: "r".into() });
+        let out = plain(chat.apply(m(2), ClientMessage::Join { room: "r".into() }));
         assert!(out.contains(&(
             m(2),
             ServerMessage::Topic {
@@ -876,8 +891,8 @@ mod tests {
         let mut chat = Chat::new(limits);
         nick(&mut chat, m(1), "ada");
         nick(&mut chat, m(2), "bob");
-        chat.apply(m(1), ClientMessage::Join { room: "a".into() });
-        let out = chat.apply(m(2), ClientMessage::Join { room: "a".into() });
+        plain(chat.apply(m(1), ClientMessage::Join { room: "a".into() }));
+        let out = plain(chat.apply(m(2), ClientMessage::Join { room: "a".into() }));
         assert!(matches!(
             &out[..],
             [(
@@ -888,8 +903,8 @@ mod tests {
                 }
             )]
         ));
-        chat.apply(m(1), ClientMessage::Join { room: "b".into() });
-        let out = chat.apply(m(2), ClientMessage::Join { room: "c".into() });
+        plain(chat.apply(m(1), ClientMessage::Join { room: "b".into() }));
+        let out = plain(chat.apply(m(2), ClientMessage::Join { room: "c".into() }));
         assert!(matches!(
             &out[..],
             [(

@@ -340,7 +340,7 @@ impl Server {
         }
         let guests: Vec<SocketAddr> = self.guests.keys().copied().collect();
         for addr in guests {
-            self.send_guest_line(addr, "* the server is shutting down".into());
+            self.send_guest_line(addr, "* the server is shutting down");
             self.remove_guest(now, addr, "server shutdown");
         }
     }
@@ -774,15 +774,21 @@ impl Server {
         }
     }
 
-    /// Sends each message to its member.
+    /// Sends each message to its member. A room's messages go to every member as one shared
+    /// message: it is encoded once per kind of member, not once per member.
     fn deliver(&mut self, now: Instant, outbox: Outbox, evict: &mut Vec<ConnectionId>) {
+        let mut encoded: Option<Encoded> = None;
         for (member, message) in outbox {
+            let encoding = match &mut encoded {
+                Some(e) if Arc::ptr_eq(&e.message, &message) => e,
+                _ => encoded.insert(Encoded::new(message)),
+            };
             match member {
                 MemberId::Connection(id) => {
                     let Some(peer) = self.peers.get_mut(&id) else {
                         continue;
                     };
-                    match peer.conn.send_message(message.to_bytes()) {
+                    match peer.conn.send_message(encoding.framed().to_vec()) {
                         Ok(()) => self.mark_ready(id),
                         // A member that cannot keep up is cut off rather than waited for:
                         // one slow member never stalls a room.
@@ -795,7 +801,7 @@ impl Server {
                     }
                 }
                 MemberId::Guest(addr) => {
-                    if let Some(line) = guest_line(&message) {
+                    if let Some(line) = encoding.guest_line() {
                         self.send_guest_line(addr, line);
                     }
                 }
@@ -845,7 +851,7 @@ impl Server {
         if let Some(code) = trimmed.strip_prefix("/ok") {
             if code.trim().parse::<u16>().ok() == Some(guest.code) {
                 guest.validated = true;
-                self.send_guest_line(from, "* thanks: you now see everything said here".into());
+                self.send_guest_line(from, "* thanks: you now see everything said here");
             }
             self.flush_guest(from);
             return;
@@ -871,7 +877,7 @@ impl Server {
         };
         // A guest does not get its own line back.
         outbox.retain(|(to, msg)| {
-            !(*to == MemberId::Guest(from) && matches!(msg, ServerMessage::Message { .. }))
+            !(*to == MemberId::Guest(from) && matches!(**msg, ServerMessage::Message { .. }))
         });
         self.deliver_all(now, outbox);
         self.flush_guest(from);
@@ -910,7 +916,7 @@ impl Server {
         });
         self.send_guest_line(
             addr,
-            format!("* you are {nick}; to see everything, send: /ok {code}"),
+            &format!("* you are {nick}; to see everything, send: /ok {code}"),
         );
         if let Some(guest) = self.guests.get_mut(&addr) {
             guest.code_line_queued = !guest.queue.is_empty();
@@ -934,11 +940,12 @@ impl Server {
     }
 
     /// Queues a line for a guest and sends what its budget allows.
-    fn send_guest_line(&mut self, addr: SocketAddr, line: String) {
+    fn send_guest_line(&mut self, addr: SocketAddr, line: &str) {
         let Some(guest) = self.guests.get_mut(&addr) else {
             return;
         };
-        let mut bytes = line.into_bytes();
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
         if guest.newline {
             bytes.push(b'\n');
         }
@@ -974,6 +981,35 @@ impl Server {
                 });
             }
         }
+    }
+}
+
+/// A message on its way to members, with its encodings made on first use.
+struct Encoded {
+    message: Arc<ServerMessage>,
+    framed: Option<Vec<u8>>,
+    guest_line: Option<Option<String>>,
+}
+
+impl Encoded {
+    fn new(message: Arc<ServerMessage>) -> Self {
+        Self {
+            message,
+            framed: None,
+            guest_line: None,
+        }
+    }
+
+    /// As a framed member receives it.
+    fn framed(&mut self) -> &[u8] {
+        self.framed.get_or_insert_with(|| self.message.to_bytes())
+    }
+
+    /// As a guest sees it, if a guest is shown it at all.
+    fn guest_line(&mut self) -> Option<&str> {
+        self.guest_line
+            .get_or_insert_with(|| guest_line(&self.message))
+            .as_deref()
     }
 }
 
