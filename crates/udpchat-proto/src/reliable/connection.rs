@@ -176,6 +176,12 @@ pub struct ConnectionStats {
     pub messages_delivered: u64,
 }
 
+/// In-order data is acknowledged at once, not after `max_ack_delay`, when this many segments
+/// arrived since the last acknowledgement: a quarter of the window (which counts segments, and
+/// a datagram to a busy member carries a dozen one-segment messages), so that a sender sending
+/// as fast as it can is never left waiting on the delay with a full window.
+pub const ACK_EVERY_SEGMENTS: u32 = 16;
+
 /// Queues longer than this are freed when they empty.
 const IDLE_CAPACITY: usize = 8;
 
@@ -220,6 +226,8 @@ pub struct Connection {
     last_received: Instant,
     /// An acknowledgement must be sent by this time.
     ack_deadline: Option<Instant>,
+    /// Segments received since our last acknowledgement.
+    unacknowledged_segments: u32,
 
     events: VecDeque<ConnectionEvent>,
     stats: ConnectionStats,
@@ -273,6 +281,7 @@ impl Connection {
             in_message: false,
             last_received: now,
             ack_deadline: None,
+            unacknowledged_segments: 0,
             events: VecDeque::new(),
             stats: ConnectionStats::default(),
             messages_acknowledged: 0,
@@ -314,13 +323,22 @@ impl Connection {
             } => {
                 self.on_ack(now, ack);
                 let mut out_of_order = false;
+                self.unacknowledged_segments = self
+                    .unacknowledged_segments
+                    .saturating_add(segments.len() as u32);
                 for segment in segments {
                     out_of_order |= self.on_segment(segment);
                     if self.phase == Phase::Drained {
                         return;
                     }
                 }
-                if ack_requested || out_of_order {
+                // A sender with data to send waits for acks once its window is full: ack at
+                // once every quarter window rather than after the delay (QUIC acks every
+                // second packet; less often here, acks being datagrams a server pays for).
+                if ack_requested
+                    || out_of_order
+                    || self.unacknowledged_segments >= ACK_EVERY_SEGMENTS
+                {
                     self.ack_deadline = Some(now);
                 }
             }
@@ -621,6 +639,7 @@ impl Connection {
         }
         self.probe_due = false;
         self.ack_deadline = None;
+        self.unacknowledged_segments = 0;
         self.last_sent = now;
         self.stats.datagrams_sent += 1;
         Some(
@@ -1042,6 +1061,61 @@ mod tests {
             Some(rto_at + Duration::from_millis(600))
         );
         assert_eq!(pair.a.stats().retransmits, 1);
+    }
+
+    #[test]
+    fn a_stream_of_data_is_acknowledged_every_quarter_window_without_waiting_for_the_delay() {
+        let mut pair = Pair::new(Faults::none(), 1);
+        let t0 = pair.now;
+        // One segment per datagram (each message fills one).
+        let big = vec![b'x'; pair.a.segment_payload()];
+        let mut datagrams = Vec::new();
+        for _ in 0..(2 * ACK_EVERY_SEGMENTS) {
+            pair.a.send_message(big.clone()).unwrap();
+        }
+        while let Some(d) = pair.a.poll_transmit(t0) {
+            datagrams.push(d);
+        }
+        assert!(datagrams.len() >= 2 * ACK_EVERY_SEGMENTS as usize);
+        let receive = |b: &mut Connection, d: &[u8]| {
+            b.handle_packet(t0, Packet::decode(d).unwrap());
+        };
+        for d in &datagrams[..ACK_EVERY_SEGMENTS as usize - 1] {
+            receive(&mut pair.b, d);
+        }
+        // Fewer than ACK_EVERY_SEGMENTS segments: the ack waits (for more data, or the delay).
+        assert_eq!(pair.b.poll_transmit(t0), None);
+        receive(&mut pair.b, &datagrams[ACK_EVERY_SEGMENTS as usize - 1]);
+        let ack = pair
+            .b
+            .poll_transmit(t0)
+            .expect("an ack at once, at no later time");
+        let Ok(Packet::Data { ack, segments, .. }) = Packet::decode(&ack) else {
+            panic!("not a data packet")
+        };
+        assert!(segments.is_empty());
+        assert_eq!(ack.next_expected, ACK_EVERY_SEGMENTS);
+        // And again for the next ones.
+        for d in &datagrams[ACK_EVERY_SEGMENTS as usize..2 * ACK_EVERY_SEGMENTS as usize] {
+            receive(&mut pair.b, d);
+        }
+        assert!(pair.b.poll_transmit(t0).is_some());
+    }
+
+    #[test]
+    fn small_messages_coalesced_into_one_datagram_count_as_segments_for_the_ack() {
+        let mut pair = Pair::new(Faults::none(), 1);
+        let t0 = pair.now;
+        for i in 0..ACK_EVERY_SEGMENTS {
+            pair.a.send_message(vec![i as u8; 20]).unwrap();
+        }
+        let d = pair.a.poll_transmit(t0).unwrap();
+        assert_eq!(pair.a.poll_transmit(t0), None, "all in one datagram");
+        pair.b.handle_packet(t0, Packet::decode(&d).unwrap());
+        assert!(
+            pair.b.poll_transmit(t0).is_some(),
+            "a quarter window of segments is acknowledged at once"
+        );
     }
 
     #[test]
