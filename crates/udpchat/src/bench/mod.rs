@@ -24,6 +24,8 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use nix::sched::{CpuSet, sched_setaffinity};
+use nix::unistd::Pid;
 
 use crate::cli::BenchArgs;
 use load::{Load, MemberKind, Plan};
@@ -97,6 +99,40 @@ impl Target {
     }
 }
 
+/// The CPUs of the target (the first) and of the load's engine (the others), when the machine
+/// has more than one. Pinned, the two never share a CPU: otherwise the scheduler, waking the
+/// target on the CPU of the load that woke it, could queue it behind the load's busy-polling
+/// thread for a time slice (measured: milliseconds of latency added at random).
+pub fn cpu_split() -> Option<(CpuSet, CpuSet)> {
+    let cpus = std::thread::available_parallelism().ok()?.get();
+    if cpus < 2 {
+        return None;
+    }
+    let mut target = CpuSet::new();
+    let mut load = CpuSet::new();
+    target.set(0).ok()?;
+    for cpu in 1..cpus.min(CpuSet::count()) {
+        load.set(cpu).ok()?;
+    }
+    Some((target, load))
+}
+
+/// Pins every thread of process `pid` to the target's CPU (best effort: unpinned, the numbers
+/// only get noisier).
+fn pin_target(pid: u32) {
+    let Some((cpus, _)) = cpu_split() else {
+        return;
+    };
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return;
+    };
+    for task in tasks.flatten() {
+        if let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) {
+            let _ = sched_setaffinity(Pid::from_raw(tid), &cpus);
+        }
+    }
+}
+
 /// A target process; killed when dropped.
 struct TargetProcess {
     child: Child,
@@ -156,6 +192,7 @@ impl TargetProcess {
         };
         // Keep draining stderr so the target never blocks on it.
         std::thread::spawn(move || for _ in lines {});
+        pin_target(child.id());
         Ok(Self { child, address })
     }
 
