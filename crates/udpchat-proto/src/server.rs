@@ -22,7 +22,8 @@
 //! server never sends it more bytes than it has received from it, so a forged source address
 //! cannot turn the server into an amplifier.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -176,6 +177,13 @@ pub enum ServerEvent {
     },
 }
 
+/// Whose timer an entry of the server's timer queue is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKey {
+    Connection(ConnectionId),
+    Guest(SocketAddr),
+}
+
 /// A framed client.
 #[derive(Debug)]
 struct Peer {
@@ -191,6 +199,8 @@ struct Peer {
     transport: Option<Transport>,
     /// Still a chat member (false once its end was handled, while it lingers to drain).
     member: bool,
+    /// The time of its valid entry in the server's timer queue, if it has one.
+    scheduled: Option<Instant>,
 }
 
 /// A plain-text guest.
@@ -213,6 +223,8 @@ struct Guest {
     last_heard: Instant,
     /// It ends its lines with a newline (like `nc`), so we do too.
     newline: bool,
+    /// The time of its valid entry in the server's timer queue.
+    scheduled: Instant,
 }
 
 /// The room server. See the [module docs](self).
@@ -232,6 +244,14 @@ pub struct Server {
     /// Connections that may have something to send, round-robin.
     ready: VecDeque<ConnectionId>,
     ready_set: HashSet<ConnectionId>,
+    /// When connections and guests need [`handle_timeout`](Self::handle_timeout), earliest
+    /// first, so that timers cost O(log n) and not a scan of every member. An entry is valid
+    /// while its time is its owner's `scheduled`; a connection is (re)scheduled when its
+    /// output has been drained, and only when its deadline moved earlier (a later deadline is
+    /// found when the earlier entry fires), so a busy connection pushes about one entry per
+    /// retransmission timeout. Superseded entries are dropped when they come up, and the
+    /// queue is rebuilt if they ever outnumber the live ones.
+    timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     /// Datagrams not tied to a connection (Welcomes, guest lines).
     direct: VecDeque<Transmit>,
     events: VecDeque<ServerEvent>,
@@ -280,6 +300,7 @@ impl Server {
             chat,
             ready: VecDeque::new(),
             ready_set: HashSet::new(),
+            timers: BinaryHeap::new(),
             direct: VecDeque::new(),
             events: VecDeque::new(),
             shutting_down: false,
@@ -302,29 +323,94 @@ impl Server {
         }
     }
 
-    /// Timers of every connection and guest.
+    /// Timers of every connection and guest that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<ConnectionId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.conn.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
-            if let Some(peer) = self.peers.get_mut(&id) {
-                peer.conn.handle_timeout(now);
+        // Connections touched since their output was last drained are not in the queue yet.
+        let touched: Vec<ConnectionId> = self.ready.iter().copied().collect();
+        for id in touched {
+            self.schedule_connection(id);
+        }
+        while let Some(&Reverse((due, key))) = self.timers.peek() {
+            if due > now {
+                break;
             }
-            self.after_connection_input(now, id);
+            self.timers.pop();
+            match key {
+                TimerKey::Connection(id) => {
+                    let Some(peer) = self.peers.get_mut(&id) else {
+                        continue;
+                    };
+                    if peer.scheduled != Some(due) {
+                        continue;
+                    }
+                    peer.scheduled = None;
+                    if peer.conn.poll_timeout().is_some_and(|t| t <= now) {
+                        peer.conn.handle_timeout(now);
+                        self.after_connection_input(now, id);
+                    } else {
+                        // Its deadline moved later: scheduled again once drained.
+                        self.mark_ready(id);
+                    }
+                }
+                TimerKey::Guest(addr) => {
+                    let idle_timeout = self.config.connection.idle_timeout;
+                    let Some(guest) = self.guests.get_mut(&addr) else {
+                        continue;
+                    };
+                    if guest.scheduled != due {
+                        continue;
+                    }
+                    let deadline = guest.last_heard + idle_timeout;
+                    if now >= deadline {
+                        self.remove_guest(now, addr, "timeout");
+                    } else {
+                        guest.scheduled = deadline;
+                        self.timers.push(Reverse((deadline, key)));
+                    }
+                }
+            }
         }
-        let idle: Vec<SocketAddr> = self
-            .guests
-            .iter()
-            .filter(|(_, g)| now >= g.last_heard + self.config.connection.idle_timeout)
-            .map(|(a, _)| *a)
-            .collect();
-        for addr in idle {
-            self.remove_guest(now, addr, "timeout");
+    }
+
+    /// Puts connection `id`'s next deadline in the timer queue, unless an earlier entry of
+    /// it is there already.
+    fn schedule_connection(&mut self, id: ConnectionId) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let Some(due) = peer.conn.poll_timeout() else {
+            return;
+        };
+        if peer.scheduled.is_some_and(|scheduled| scheduled <= due) {
+            return;
         }
+        peer.scheduled = Some(due);
+        self.timers.push(Reverse((due, TimerKey::Connection(id))));
+        self.bound_timers();
+    }
+
+    /// Rebuilds the timer queue once superseded entries (or those of members gone)
+    /// outnumber the live ones: amortised O(1) per entry pushed.
+    fn bound_timers(&mut self) {
+        let live = self.peers.len() + self.guests.len();
+        if self.timers.len() > 2 * live + 64 {
+            self.rebuild_timers();
+        }
+    }
+
+    /// The timer queue from scratch: one entry per connection with a deadline and per guest.
+    fn rebuild_timers(&mut self) {
+        let mut timers = Vec::with_capacity(self.peers.len() + self.guests.len());
+        for (id, peer) in &mut self.peers {
+            peer.scheduled = peer.conn.poll_timeout();
+            if let Some(due) = peer.scheduled {
+                timers.push(Reverse((due, TimerKey::Connection(*id))));
+            }
+        }
+        for (addr, guest) in &self.guests {
+            timers.push(Reverse((guest.scheduled, TimerKey::Guest(*addr))));
+        }
+        self.timers = BinaryHeap::from(timers);
     }
 
     /// Tells every client the server is going, and stops accepting new ones. Keep driving until
@@ -385,6 +471,9 @@ impl Server {
                         if self.by_addr.get(&addr) == Some(&id) {
                             self.by_addr.remove(&addr);
                         }
+                        self.bound_timers();
+                    } else {
+                        self.schedule_connection(id);
                     }
                 }
             }
@@ -394,12 +483,32 @@ impl Server {
 
     /// When `handle_timeout` must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let queued = self.timers.peek().map(|Reverse((due, _))| *due);
+        // (Connections with output not drained yet are not in the queue: usually none, as
+        // drivers drain output first.)
+        let touched = self
+            .ready
+            .iter()
+            .filter_map(|id| self.peers.get(id)?.conn.poll_timeout());
+        queued.into_iter().chain(touched).min()
+    }
+
+    /// The earliest deadline of any connection or guest, by looking at every one: what the
+    /// timer queue must never be later than (checked throughout the simulations).
+    #[cfg(test)]
+    pub(crate) fn earliest_deadline_by_scan(&self) -> Option<Instant> {
         let conns = self.peers.values().filter_map(|p| p.conn.poll_timeout());
         let guests = self
             .guests
             .values()
             .map(|g| g.last_heard + self.config.connection.idle_timeout);
         conns.chain(guests).min()
+    }
+
+    /// Entries in the timer queue (live and superseded).
+    #[cfg(test)]
+    pub(crate) fn timer_queue_len(&self) -> usize {
+        self.timers.len()
     }
 
     /// The next event worth logging.
@@ -632,9 +741,11 @@ impl Server {
                 welcome: welcome.clone(),
                 transport,
                 member: true,
+                scheduled: None,
             }),
         );
         self.by_addr.insert(from, id);
+        self.schedule_connection(id);
         self.push_direct(from, welcome, hello_len);
         self.events
             .push_back(ServerEvent::Connected { id, addr: from });
@@ -908,8 +1019,14 @@ impl Server {
                 dropped: 0,
                 last_heard: now,
                 newline,
+                scheduled: now + self.config.connection.idle_timeout,
             },
         );
+        self.timers.push(Reverse((
+            now + self.config.connection.idle_timeout,
+            TimerKey::Guest(addr),
+        )));
+        self.bound_timers();
         self.events.push_back(ServerEvent::GuestArrived {
             addr,
             nick: nick.clone(),
@@ -935,6 +1052,7 @@ impl Server {
             nick: guest.nick,
             reason,
         });
+        self.bound_timers();
         let outbox = self.chat.remove(MemberId::Guest(addr), reason);
         self.deliver_all(now, outbox);
     }

@@ -129,6 +129,19 @@ impl World {
             turns += 1;
             assert!(turns < 2_000_000, "simulation stuck at {:?}", self.now);
             self.flush();
+            // The server's timer queue is never later than its earliest deadline (earlier is
+            // allowed: a superseded entry makes a spurious, harmless call), and stays small.
+            if let Some(earliest) = self.server.earliest_deadline_by_scan() {
+                assert!(
+                    self.server.poll_timeout().is_some_and(|t| t <= earliest),
+                    "the server's timer queue missed a deadline at {:?}",
+                    self.now
+                );
+            }
+            assert!(
+                self.server.timer_queue_len()
+                    <= 2 * (self.server.connection_count() + self.server.guest_count()) + 65
+            );
             let next = std::iter::once(self.net.next_arrival())
                 .chain(std::iter::once(self.server.poll_timeout()))
                 .chain(self.clients.iter().map(|c| c.client.poll_timeout()))
