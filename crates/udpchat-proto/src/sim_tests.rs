@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use crate::client::{Client, ClientConfig, ClientEvent};
 use crate::reliable::CloseReason;
 use crate::rng::SplitMix64;
-use crate::server::{Server, ServerConfig};
+use crate::server::{GUEST_DATAGRAM, Server, ServerConfig};
 use crate::testing::{Faults, Network, addr};
 use crate::wire::message::{ClientMessage, ServerMessage};
 use crate::wire::packet::CloseCode;
@@ -437,6 +437,65 @@ fn a_guest_that_ends_its_lines_with_newlines_gets_newlines_from_the_first_line_o
     let lines = &world.guests[&guest];
     assert!(!lines.is_empty());
     assert!(lines.iter().all(|l| l.ends_with('\n')), "{lines:?}");
+}
+
+/// Lets guest `guest` in (its first line long enough to earn its code), `nl` being the
+/// newline it ends its lines with; forgets what it received so far.
+fn validate_guest(world: &mut World, guest: SocketAddr, nl: &str) {
+    world.guest_says(guest, &format!("hello, {}{nl}", "y".repeat(100)));
+    world.run(Duration::from_secs(1));
+    let welcome = world.guests[&guest].first().cloned().expect("welcome line");
+    let code: String = welcome
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    world.guest_says(guest, &format!("/ok {code}{nl}"));
+    world.run(Duration::from_secs(1));
+    assert!(
+        world.guests[&guest].iter().any(|l| l.contains("thanks")),
+        "{:?}",
+        world.guests[&guest]
+    );
+    world.guests.get_mut(&guest).unwrap().clear();
+}
+
+#[test]
+fn lines_for_a_guest_that_reads_lines_share_datagrams_and_others_get_one_per_datagram() {
+    let mut world = World::new(Faults::none(), 4, ServerConfig::default());
+    let ada = world.add_client("ada", "lobby");
+    world.run(Duration::from_secs(1));
+    let nc = addr(910);
+    let lab = addr(911);
+    validate_guest(&mut world, nc, "\n");
+    validate_guest(&mut world, lab, "");
+    // (The first saw the second arrive.)
+    world.guests.get_mut(&nc).unwrap().clear();
+    let texts: Vec<String> = (0..60).map(|i| format!("message {i} from ada")).collect();
+    for text in &texts {
+        world.send(ada, say("lobby", text.clone()));
+    }
+    world.run(Duration::from_secs(2));
+    let expected: Vec<String> = texts.iter().map(|t| format!("ada: {t}")).collect();
+    // One line per datagram for the lab client.
+    assert_eq!(world.guests[&lab], expected);
+    // The `nc` guest: the same lines, in order, in fewer datagrams, each whole and small.
+    let datagrams = &world.guests[&nc];
+    assert!(
+        datagrams.len() < expected.len() / 2,
+        "{} datagrams for {} lines",
+        datagrams.len(),
+        expected.len()
+    );
+    assert!(
+        datagrams
+            .iter()
+            .all(|d| d.ends_with('\n') && d.len() <= GUEST_DATAGRAM)
+    );
+    let lines: Vec<String> = datagrams.concat().lines().map(str::to_owned).collect();
+    assert_eq!(lines, expected);
 }
 
 #[test]
