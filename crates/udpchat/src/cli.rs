@@ -94,8 +94,13 @@ pub struct BenchArgs {
     /// Room sizes to measure, comma-separated.
     #[arg(long, default_value = "2,10,100,1000")]
     pub members: String,
-    /// What to measure, comma-separated: udpchat-framed, udpchat-plain, relay, python.
-    #[arg(long, default_value = "udpchat-framed,udpchat-plain,relay,python")]
+    /// What to measure, comma-separated: udpchat-framed, udpchat-plain (guests taking one
+    /// line per datagram, as the lab's client), udpchat-nc (guests reading lines, as `nc -u`),
+    /// relay, python.
+    #[arg(
+        long,
+        default_value = "udpchat-framed,udpchat-plain,udpchat-nc,relay,python"
+    )]
     pub targets: String,
     /// Members that send (at most the room size).
     #[arg(long, default_value_t = 10)]

@@ -484,7 +484,7 @@ fn bench_measures_a_small_room_and_writes_its_report() {
         "--members",
         "2",
         "--targets",
-        "relay,udpchat-plain",
+        "relay,udpchat-plain,udpchat-nc",
         "--duration",
         "0.2",
         "--idle",
@@ -497,6 +497,7 @@ fn bench_measures_a_small_room_and_writes_its_report() {
         "| relay | 2 | paced |",
         "| relay | 2 | capacity |",
         "| udpchat-plain | 2 | capacity |",
+        "| udpchat-nc | 2 | capacity |",
     ] {
         assert!(stdout.contains(row), "{row} missing from:\n{stdout}");
     }

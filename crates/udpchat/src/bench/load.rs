@@ -32,10 +32,20 @@ use udpchat_proto::wire::message::{ClientMessage, ServerMessage};
 pub enum MemberKind {
     /// udpchat's framed, encrypted protocol.
     Framed,
-    /// A plain-text udpchat guest.
+    /// A plain-text udpchat guest, one line per datagram (as the lab's Python client).
     Guest,
+    /// A plain-text udpchat guest that ends its lines with a newline and reads a stream of
+    /// lines (as `nc -u`): the server may join several lines in one datagram to it.
+    LineGuest,
     /// Plain datagrams to a relay that forwards each to everyone else.
     Raw,
+}
+
+impl MemberKind {
+    /// A plain-text udpchat guest, of either kind.
+    pub fn is_guest(self) -> bool {
+        matches!(self, MemberKind::Guest | MemberKind::LineGuest)
+    }
 }
 
 /// The members of a run.
@@ -361,7 +371,7 @@ impl Engine {
         if self.joined < self.members.len() || self.members.len() == self.plan.members {
             return Ok(());
         }
-        let wave = if self.plan.kind == MemberKind::Guest {
+        let wave = if self.plan.kind.is_guest() {
             1
         } else {
             JOIN_WAVE
@@ -403,11 +413,19 @@ impl Engine {
             } else {
                 // Say hello: a relay learns the member from it; a guest gets a code to send
                 // back (the server sends an unvalidated guest no more bytes than it sent, so
-                // say enough).
-                let hello = format!("hello from bench member {index}, {}", ".".repeat(80));
+                // say enough). Guests end their lines with a newline, as `nc` does.
+                let newline = if self.plan.kind == MemberKind::LineGuest {
+                    "\n"
+                } else {
+                    ""
+                };
+                let hello = format!(
+                    "hello from bench member {index}, {}{newline}",
+                    ".".repeat(80)
+                );
                 let _ = socket.send(hello.as_bytes());
                 Role::Plain {
-                    guest: self.plan.kind == MemberKind::Guest,
+                    guest: self.plan.kind.is_guest(),
                     hello: hello.into_bytes(),
                     last_hello: now,
                 }
@@ -451,13 +469,16 @@ impl Engine {
                     let line = String::from_utf8_lossy(datagram);
                     if member.joined {
                         if counting {
-                            member.count(&line, epoch);
+                            // (A guest that reads lines may get several in one datagram.)
+                            for line in line.split('\n') {
+                                member.count(line, epoch);
+                            }
                         }
                     } else if *guest {
                         if let Some(code) = line.split("/ok ").nth(1) {
                             let code: String =
                                 code.chars().take_while(char::is_ascii_digit).collect();
-                            let _ = member.socket.send(format!("/ok {code}").as_bytes());
+                            let _ = member.socket.send(format!("/ok {code}\n").as_bytes());
                         }
                         if line.contains("thanks") {
                             member.joined = true;
@@ -480,6 +501,7 @@ impl Engine {
         let senders = self.plan.senders;
         let payload = self.plan.payload;
         let epoch = self.epoch;
+        let line_guest = self.plan.kind == MemberKind::LineGuest;
         let mut newly_joined = 0;
         for member in &mut self.members {
             if member.dead {
@@ -522,7 +544,10 @@ impl Engine {
                         let _ = member.socket.send(hello);
                     }
                     while member.report.sent < due {
-                        let text = stamp(member.index, member.report.sent, epoch, payload);
+                        let mut text = stamp(member.index, member.report.sent, epoch, payload);
+                        if line_guest {
+                            text.push('\n');
+                        }
                         // A full socket buffer drops the datagram, as the network would.
                         let _ = member.socket.send(text.as_bytes());
                         member.report.sent += 1;

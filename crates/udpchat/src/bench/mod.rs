@@ -57,8 +57,10 @@ while True:
 pub enum Target {
     /// `udpchat serve`, framed clients.
     Framed,
-    /// `udpchat serve`, plain-text guests.
+    /// `udpchat serve`, plain-text guests that take one line per datagram (the lab's client).
     Plain,
+    /// `udpchat serve`, plain-text guests that read lines (`nc -u`).
+    Lines,
     /// The minimal batched relay.
     Relay,
     /// The lab-style Python relay.
@@ -71,6 +73,7 @@ impl Target {
         match self {
             Target::Framed => "udpchat-framed",
             Target::Plain => "udpchat-plain",
+            Target::Lines => "udpchat-nc",
             Target::Relay => "relay",
             Target::Python => "python",
         }
@@ -80,6 +83,7 @@ impl Target {
         match self {
             Target::Framed => MemberKind::Framed,
             Target::Plain => MemberKind::Guest,
+            Target::Lines => MemberKind::LineGuest,
             Target::Relay | Target::Python => MemberKind::Raw,
         }
     }
@@ -92,9 +96,12 @@ impl Target {
         Ok(match name {
             "udpchat-framed" | "framed" => Target::Framed,
             "udpchat-plain" | "plain" => Target::Plain,
+            "udpchat-nc" | "nc" => Target::Lines,
             "relay" => Target::Relay,
             "python" => Target::Python,
-            _ => bail!("unknown target '{name}': udpchat-framed, udpchat-plain, relay or python"),
+            _ => bail!(
+                "unknown target '{name}': udpchat-framed, udpchat-plain, udpchat-nc, relay or python"
+            ),
         })
     }
 }
@@ -143,7 +150,7 @@ impl TargetProcess {
     fn start(target: Target, scratch: &std::path::Path) -> Result<Self> {
         let exe = std::env::current_exe().context("finding the udpchat binary")?;
         let mut command = match target {
-            Target::Framed | Target::Plain => {
+            Target::Framed | Target::Plain | Target::Lines => {
                 let mut c = Command::new(&exe);
                 c.args([
                     "serve",

@@ -62,7 +62,7 @@ pub fn ratios(results: &[RunResult]) -> Vec<String> {
         };
         let base = relay.deliveries_per_sec.max(1.0);
         let mut parts = Vec::new();
-        for target in [Target::Plain, Target::Framed, Target::Python] {
+        for target in [Target::Plain, Target::Lines, Target::Framed, Target::Python] {
             if let Some(r) = capacity(results, target, n) {
                 parts.push(format!(
                     "{} {:.2}x",
@@ -160,7 +160,7 @@ pub fn svg(results: &[RunResult]) -> String {
     let plot_h = height - bottom - top;
     let group_w = (width - left - 20.0) / sizes.len().max(1) as f64;
     let bar_w = (group_w - 20.0) / targets.len().max(1) as f64;
-    let colours = ["#1f77b4", "#2ca02c", "#7f7f7f", "#d62728"];
+    let colours = ["#1f77b4", "#2ca02c", "#ff7f0e", "#7f7f7f", "#d62728"];
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -210,7 +210,7 @@ pub fn svg(results: &[RunResult]) -> String {
         );
     }
     for (t, target) in targets.iter().enumerate() {
-        let x = left + t as f64 * 150.0;
+        let x = left + t as f64 * 135.0;
         let y = height - 12.0;
         let _ = writeln!(
             out,
