@@ -1120,6 +1120,19 @@ impl Server {
             guest.outgoing.push(b'\n');
             return;
         }
+        if guest.validated && guest.queue.is_empty() {
+            // Nothing waits before it and no budget applies: straight out.
+            let mut payload = Vec::with_capacity(line.len() + 1);
+            payload.extend_from_slice(line.as_bytes());
+            if guest.newline {
+                payload.push(b'\n');
+            }
+            self.direct.push_back(Transmit {
+                destination: addr,
+                payload,
+            });
+            return;
+        }
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         if guest.newline {

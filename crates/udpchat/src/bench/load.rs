@@ -455,6 +455,12 @@ impl Engine {
     fn on_readable(&mut self, index: usize) {
         let counting = self.counting().is_some();
         let epoch = self.epoch;
+        // A guest answers in its own style: a lab client's line has no newline.
+        let newline = if self.plan.kind == MemberKind::LineGuest {
+            "\n"
+        } else {
+            ""
+        };
         let Some(member) = self.members.get_mut(index) else {
             return;
         };
@@ -478,7 +484,9 @@ impl Engine {
                         if let Some(code) = line.split("/ok ").nth(1) {
                             let code: String =
                                 code.chars().take_while(char::is_ascii_digit).collect();
-                            let _ = member.socket.send(format!("/ok {code}\n").as_bytes());
+                            let _ = member
+                                .socket
+                                .send(format!("/ok {code}{newline}").as_bytes());
                         }
                         if line.contains("thanks") {
                             member.joined = true;
