@@ -177,13 +177,6 @@ pub enum ServerEvent {
     },
 }
 
-/// Whose timer an entry of the server's timer queue is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum TimerKey {
-    Connection(ConnectionId),
-    Guest(SocketAddr),
-}
-
 /// A framed client.
 #[derive(Debug)]
 struct Peer {
@@ -256,14 +249,16 @@ pub struct Server {
     /// Connections that may have something to send, round-robin.
     ready: VecDeque<ConnectionId>,
     ready_set: HashSet<ConnectionId>,
-    /// When connections and guests need [`handle_timeout`](Self::handle_timeout), earliest
+    /// When connections need [`handle_timeout`](Self::handle_timeout), earliest
     /// first, so that timers cost O(log n) and not a scan of every member. An entry is valid
     /// while its time is its owner's `scheduled`; a connection is (re)scheduled when its
     /// output has been drained, and only when its deadline moved earlier (a later deadline is
     /// found when the earlier entry fires), so a busy connection pushes about one entry per
     /// retransmission timeout. Superseded entries are dropped when they come up, and the
     /// queue is rebuilt if they ever outnumber the live ones.
-    timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+    timers: BinaryHeap<Reverse<(Instant, ConnectionId)>>,
+    /// The same for guests (apart, so that a connection's entry stays 24 bytes).
+    guest_timers: BinaryHeap<Reverse<(Instant, SocketAddr)>>,
     /// Datagrams not tied to a connection (Welcomes, guest lines).
     direct: VecDeque<Transmit>,
     /// Guests with `outgoing` lines, in the order they got their first one.
@@ -315,6 +310,7 @@ impl Server {
             ready: VecDeque::new(),
             ready_set: HashSet::new(),
             timers: BinaryHeap::new(),
+            guest_timers: BinaryHeap::new(),
             direct: VecDeque::new(),
             guests_ready: VecDeque::new(),
             events: VecDeque::new(),
@@ -345,44 +341,44 @@ impl Server {
         for id in touched {
             self.schedule_connection(id);
         }
-        while let Some(&Reverse((due, key))) = self.timers.peek() {
+        while let Some(&Reverse((due, id))) = self.timers.peek() {
             if due > now {
                 break;
             }
             self.timers.pop();
-            match key {
-                TimerKey::Connection(id) => {
-                    let Some(peer) = self.peers.get_mut(&id) else {
-                        continue;
-                    };
-                    if peer.scheduled != Some(due) {
-                        continue;
-                    }
-                    peer.scheduled = None;
-                    if peer.conn.poll_timeout().is_some_and(|t| t <= now) {
-                        peer.conn.handle_timeout(now);
-                        self.after_connection_input(now, id);
-                    } else {
-                        // Its deadline moved later: scheduled again once drained.
-                        self.mark_ready(id);
-                    }
-                }
-                TimerKey::Guest(addr) => {
-                    let idle_timeout = self.config.connection.idle_timeout;
-                    let Some(guest) = self.guests.get_mut(&addr) else {
-                        continue;
-                    };
-                    if guest.scheduled != due {
-                        continue;
-                    }
-                    let deadline = guest.last_heard + idle_timeout;
-                    if now >= deadline {
-                        self.remove_guest(now, addr, "timeout");
-                    } else {
-                        guest.scheduled = deadline;
-                        self.timers.push(Reverse((deadline, key)));
-                    }
-                }
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            if peer.scheduled != Some(due) {
+                continue;
+            }
+            peer.scheduled = None;
+            if peer.conn.poll_timeout().is_some_and(|t| t <= now) {
+                peer.conn.handle_timeout(now);
+                self.after_connection_input(now, id);
+            } else {
+                // Its deadline moved later: scheduled again once drained.
+                self.mark_ready(id);
+            }
+        }
+        let idle_timeout = self.config.connection.idle_timeout;
+        while let Some(&Reverse((due, addr))) = self.guest_timers.peek() {
+            if due > now {
+                break;
+            }
+            self.guest_timers.pop();
+            let Some(guest) = self.guests.get_mut(&addr) else {
+                continue;
+            };
+            if guest.scheduled != due {
+                continue;
+            }
+            let deadline = guest.last_heard + idle_timeout;
+            if now >= deadline {
+                self.remove_guest(now, addr, "timeout");
+            } else {
+                guest.scheduled = deadline;
+                self.guest_timers.push(Reverse((deadline, addr)));
             }
         }
     }
@@ -400,32 +396,30 @@ impl Server {
             return;
         }
         peer.scheduled = Some(due);
-        self.timers.push(Reverse((due, TimerKey::Connection(id))));
+        self.timers.push(Reverse((due, id)));
         self.bound_timers();
     }
 
-    /// Rebuilds the timer queue once superseded entries (or those of members gone)
-    /// outnumber the live ones: amortised O(1) per entry pushed.
+    /// Rebuilds a timer queue once superseded entries (or those of members gone) outnumber
+    /// the live ones: amortised O(1) per entry pushed.
     fn bound_timers(&mut self) {
-        let live = self.peers.len() + self.guests.len();
-        if self.timers.len() > 2 * live + 64 {
-            self.rebuild_timers();
-        }
-    }
-
-    /// The timer queue from scratch: one entry per connection with a deadline and per guest.
-    fn rebuild_timers(&mut self) {
-        let mut timers = Vec::with_capacity(self.peers.len() + self.guests.len());
-        for (id, peer) in &mut self.peers {
-            peer.scheduled = peer.conn.poll_timeout();
-            if let Some(due) = peer.scheduled {
-                timers.push(Reverse((due, TimerKey::Connection(*id))));
+        if self.timers.len() > 2 * self.peers.len() + 64 {
+            let mut timers = Vec::with_capacity(self.peers.len());
+            for (id, peer) in &mut self.peers {
+                peer.scheduled = peer.conn.poll_timeout();
+                if let Some(due) = peer.scheduled {
+                    timers.push(Reverse((due, *id)));
+                }
             }
+            self.timers = BinaryHeap::from(timers);
         }
-        for (addr, guest) in &self.guests {
-            timers.push(Reverse((guest.scheduled, TimerKey::Guest(*addr))));
+        if self.guest_timers.len() > 2 * self.guests.len() + 64 {
+            self.guest_timers = self
+                .guests
+                .iter()
+                .map(|(addr, guest)| Reverse((guest.scheduled, *addr)))
+                .collect();
         }
-        self.timers = BinaryHeap::from(timers);
     }
 
     /// Tells every client the server is going, and stops accepting new ones. Keep driving until
@@ -511,13 +505,14 @@ impl Server {
     /// When `handle_timeout` must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let queued = self.timers.peek().map(|Reverse((due, _))| *due);
+        let guests = self.guest_timers.peek().map(|Reverse((due, _))| *due);
         // (Connections with output not drained yet are not in the queue: usually none, as
         // drivers drain output first.)
         let touched = self
             .ready
             .iter()
             .filter_map(|id| self.peers.get(id)?.conn.poll_timeout());
-        queued.into_iter().chain(touched).min()
+        queued.into_iter().chain(guests).chain(touched).min()
     }
 
     /// The earliest deadline of any connection or guest, by looking at every one: what the
@@ -535,7 +530,7 @@ impl Server {
     /// Entries in the timer queue (live and superseded).
     #[cfg(test)]
     pub(crate) fn timer_queue_len(&self) -> usize {
-        self.timers.len()
+        self.timers.len() + self.guest_timers.len()
     }
 
     /// The next event worth logging.
@@ -1054,10 +1049,8 @@ impl Server {
                 listed: false,
             },
         );
-        self.timers.push(Reverse((
-            now + self.config.connection.idle_timeout,
-            TimerKey::Guest(addr),
-        )));
+        self.guest_timers
+            .push(Reverse((now + self.config.connection.idle_timeout, addr)));
         self.bound_timers();
         self.events.push_back(ServerEvent::GuestArrived {
             addr,

@@ -140,7 +140,7 @@ impl World {
             }
             assert!(
                 self.server.timer_queue_len()
-                    <= 2 * (self.server.connection_count() + self.server.guest_count()) + 65
+                    <= 2 * (self.server.connection_count() + self.server.guest_count()) + 130
             );
             let next = std::iter::once(self.net.next_arrival())
                 .chain(std::iter::once(self.server.poll_timeout()))
