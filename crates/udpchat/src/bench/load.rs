@@ -57,6 +57,9 @@ pub struct Plan {
     pub target: SocketAddr,
     /// Members in the room.
     pub members: usize,
+    /// The number of the first member (its address, nick and room follow from its number):
+    /// a second load joins the same server with members of its own.
+    pub first: usize,
     /// How many of them send.
     pub senders: usize,
     /// Bytes of text per message.
@@ -379,7 +382,9 @@ impl Engine {
         let now = Instant::now();
         let first = self.members.len();
         for index in first..(first + wave).min(self.plan.members) {
-            let address = member_address(index);
+            // Its number among every member of the server: address, nick and room.
+            let number = self.plan.first + index;
+            let address = member_address(number);
             let socket = UdpSocket::bind(address)
                 .with_context(|| format!("binding member {index} to {address}"))?;
             socket.connect(self.plan.target)?;
@@ -396,8 +401,8 @@ impl Engine {
                 // would run out of descriptors.)
                 let mut client =
                     Client::new(config, &mut OsRandom::new().context("randomness")?, now);
-                let nick = format!("m{index}");
-                let room = format!("bench{}", index / self.plan.room_size.max(1));
+                let nick = format!("m{number}");
+                let room = format!("bench{}", number / self.plan.room_size.max(1));
                 for message in [
                     ClientMessage::Nick { nick: nick.clone() },
                     ClientMessage::Join { room: room.clone() },

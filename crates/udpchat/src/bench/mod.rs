@@ -294,8 +294,19 @@ pub struct MemoryResult {
     pub members: usize,
     /// Target RSS before they came, KiB.
     pub empty_kib: u64,
-    /// Target RSS with them, KiB.
+    /// Target RSS with the first half of them, KiB.
+    pub half_kib: u64,
+    /// Target RSS with them all, KiB.
     pub full_kib: u64,
+}
+
+impl MemoryResult {
+    /// Bytes per member: what the second half of them added, which leaves out what the
+    /// process allocates once (its start-up RSS moves by megabytes from run to run).
+    pub fn per_member(&self) -> f64 {
+        let second_half = self.members - self.members / 2;
+        self.full_kib.saturating_sub(self.half_kib) as f64 * 1024.0 / second_half.max(1) as f64
+    }
 }
 
 /// Runs `udpchat bench`.
@@ -376,6 +387,7 @@ impl Rig {
             kind: target.member_kind(),
             target: process.address,
             members,
+            first: 0,
             senders: members.min(args.senders),
             payload: args.payload,
             room_size: members,
@@ -545,22 +557,33 @@ const IDLE_ROOM: usize = 100;
 async fn measure_memory(members: usize, scratch: &std::path::Path) -> Result<MemoryResult> {
     let process = TargetProcess::start(Target::Framed, scratch)?;
     let empty_kib = process.rss_kib();
-    let plan = Plan {
+    let half = members / 2;
+    let plan = |first: usize, count: usize| Plan {
         kind: MemberKind::Framed,
         target: process.address,
-        members,
+        members: count,
+        first,
         senders: 0,
         payload: 0,
         room_size: IDLE_ROOM,
     };
-    let load = Load::join(&plan, Instant::now(), Duration::from_secs(300))
+    let first_half = Load::join(&plan(0, half), Instant::now(), Duration::from_secs(300))
         .await
-        .with_context(|| format!("{members} idle members"))?;
+        .with_context(|| format!("{half} idle members"))?;
+    let half_kib = process.rss_kib();
+    let second_half = Load::join(
+        &plan(half, members - half),
+        Instant::now(),
+        Duration::from_secs(300),
+    )
+    .await
+    .with_context(|| format!("{members} idle members"))?;
     let full_kib = process.rss_kib();
-    drop(load);
+    drop((first_half, second_half));
     Ok(MemoryResult {
         members,
         empty_kib,
+        half_kib,
         full_kib,
     })
 }

@@ -38,10 +38,13 @@ pub fn row(r: &RunResult) -> String {
 
 /// The memory run, in words.
 pub fn memory_line(m: &MemoryResult) -> String {
-    let per_member = (m.full_kib.saturating_sub(m.empty_kib)) as f64 * 1024.0 / m.members as f64;
     format!(
-        "memory: {} idle framed members took the server from {} KiB to {} KiB: {:.0} bytes per member",
-        m.members, m.empty_kib, m.full_kib, per_member
+        "memory: {} idle framed members took the server from {} KiB to {} KiB ({} KiB with half of them): {:.0} bytes per member (what the second half added)",
+        m.members,
+        m.empty_kib,
+        m.full_kib,
+        m.half_kib,
+        m.per_member()
     )
 }
 
