@@ -1114,15 +1114,11 @@ impl Server {
             return;
         }
         if guest.validated && guest.queue.is_empty() {
-            // Nothing waits before it and no budget applies: straight out.
-            let mut payload = Vec::with_capacity(line.len() + 1);
-            payload.extend_from_slice(line.as_bytes());
-            if guest.newline {
-                payload.push(b'\n');
-            }
+            // Nothing waits before it and no budget applies: straight out (a guest that reads
+            // lines was served above, so this one takes its line without a newline).
             self.direct.push_back(Transmit {
                 destination: addr,
-                payload,
+                payload: line.as_bytes().to_vec(),
             });
             return;
         }
