@@ -9,10 +9,11 @@ use std::time::Instant;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use udpchat_proto::client::{Client, ClientConfig, ClientEvent};
 use udpchat_proto::crypto::StaticKeypair;
+use udpchat_proto::reliable::{Connection, ConnectionConfig};
 use udpchat_proto::rng::SplitMix64;
 use udpchat_proto::server::{Server, ServerConfig};
 use udpchat_proto::wire::message::{ClientMessage, MessageKind, ServerMessage};
-use udpchat_proto::wire::packet::Packet;
+use udpchat_proto::wire::packet::{ConnectionId, Packet};
 
 fn codec(c: &mut Criterion) {
     let mut group = c.benchmark_group("codec");
@@ -43,6 +44,38 @@ fn codec(c: &mut Criterion) {
     .to_bytes();
     group.bench_function("decode packet", |b| {
         b.iter(|| Packet::decode(black_box(&datagram)).unwrap());
+    });
+    group.finish();
+}
+
+/// One reliable connection pair in memory: a message out, its segment decoded and taken in
+/// by the peer, the peer's acknowledgement back (forced at once, not after the delay).
+fn session(c: &mut Criterion) {
+    let mut group = c.benchmark_group("session");
+    let now = Instant::now();
+    let config = ConnectionConfig::default();
+    let mut a = Connection::new(ConnectionId(1), 7, config.clone(), now, None);
+    let mut b = Connection::new(ConnectionId(1), 7, config, now, None);
+    let message = vec![b'x'; 100];
+    let mut t = now;
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("100-byte message and its ack", |bench| {
+        bench.iter(|| {
+            a.send_message(message.clone()).unwrap();
+            while let Some(d) = a.poll_transmit(t) {
+                b.handle_packet(t, Packet::decode(&d).unwrap());
+            }
+            while let Some(event) = b.poll_event() {
+                black_box(event);
+            }
+            // The delayed ack falls due.
+            t += std::time::Duration::from_millis(20);
+            b.handle_timeout(t);
+            while let Some(d) = b.poll_transmit(t) {
+                a.handle_packet(t, Packet::decode(&d).unwrap());
+            }
+            assert!(a.is_send_idle());
+        });
     });
     group.finish();
 }
@@ -209,5 +242,5 @@ fn guest_fan_out(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, codec, fan_out, guest_fan_out);
+criterion_group!(benches, codec, session, fan_out, guest_fan_out);
 criterion_main!(benches);
