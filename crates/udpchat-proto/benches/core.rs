@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use udpchat_proto::client::{Client, ClientConfig, ClientEvent};
-use udpchat_proto::crypto::StaticKeypair;
+use udpchat_proto::crypto::{ClientHandshake, ServerHandshake, StaticKeypair};
 use udpchat_proto::reliable::{Connection, ConnectionConfig};
 use udpchat_proto::rng::SplitMix64;
 use udpchat_proto::server::{Server, ServerConfig};
@@ -242,5 +242,29 @@ fn guest_fan_out(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, codec, session, fan_out, guest_fan_out);
+/// One datagram sealed and opened (Noise transport, ChaCha20-Poly1305): what encryption adds
+/// per datagram on each side.
+fn crypto(c: &mut Criterion) {
+    let mut group = c.benchmark_group("crypto");
+    let keys = StaticKeypair::from_private([7; 32]).unwrap();
+    let (client, hello) = ClientHandshake::new(None).unwrap();
+    let (mut server, welcome) = ServerHandshake::respond(&keys, &hello, b"").unwrap();
+    let (mut client, _, _) = client.finish(&welcome).unwrap();
+    for size in [100usize, 1200] {
+        let plaintext = vec![b'x'; size];
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_with_input(BenchmarkId::new("seal", size), &size, |b, _| {
+            b.iter(|| black_box(server.seal(black_box(&plaintext)).unwrap()));
+        });
+        group.bench_with_input(BenchmarkId::new("seal and open", size), &size, |b, _| {
+            b.iter(|| {
+                let (nonce, sealed) = server.seal(black_box(&plaintext)).unwrap();
+                black_box(client.open(nonce, &sealed).unwrap())
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, codec, session, crypto, fan_out, guest_fan_out);
 criterion_main!(benches);

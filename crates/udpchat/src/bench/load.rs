@@ -524,9 +524,7 @@ impl Engine {
             // Senders send what is due by now.
             let due = match counting {
                 Some(round) if member.index < senders && now >= round.start && now < round.stop => {
-                    let elapsed = now - round.start;
-                    let per_sender = f64::from(round.rate) / senders as f64;
-                    (elapsed.as_secs_f64() * per_sender) as u64 + 1
+                    due_by(now - round.start, round.rate, member.index, senders)
                 }
                 _ => 0,
             };
@@ -589,6 +587,19 @@ impl Engine {
     }
 }
 
+/// How many messages sender `index` of `senders` has to have sent `elapsed` into a round at
+/// `rate` messages per second from all of them. Senders are staggered: sender `index` starts
+/// `index / senders` of its interval late, so that the messages reach the target evenly spread
+/// (senders in step would arrive together, one burst of `senders` messages per interval: in a
+/// room of 100, ten messages at once are 990 datagrams to send, and the latency measured would
+/// be the burst's, not the rate's).
+fn due_by(elapsed: Duration, rate: u32, index: usize, senders: usize) -> u64 {
+    let per_sender = f64::from(rate) / senders.max(1) as f64;
+    let phase = index as f64 / senders.max(1) as f64;
+    let due = elapsed.as_secs_f64() * per_sender + 1.0 - phase;
+    if due < 1.0 { 0 } else { due as u64 }
+}
+
 impl Member {
     /// Counts a message received now, if it is a stamped one from someone else.
     fn count(&mut self, text: &str, epoch: Instant) {
@@ -639,6 +650,23 @@ fn flush(socket: &UdpSocket, client: &mut Client, now: Instant) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn senders_are_staggered_over_their_interval() {
+        // 10 senders at 100 messages/s in all: 10/s each, one every 100 ms.
+        let at = |ms: u64, index: usize| due_by(Duration::from_millis(ms), 100, index, 10);
+        // At the start only the first is due; sender 5 is half an interval late.
+        assert_eq!((0..10).map(|i| at(0, i)).sum::<u64>(), 1);
+        assert_eq!(at(49, 5), 0);
+        assert_eq!(at(50, 5), 1);
+        assert_eq!(at(150, 5), 2);
+        // Over a whole interval, every sender sends one: ten messages, one every 10 ms.
+        let sent_by = |ms: u64| (0..10).map(|i| at(ms, i)).sum::<u64>();
+        for k in 1..=10 {
+            assert_eq!(sent_by(k * 10 - 1), k);
+        }
+        assert_eq!(sent_by(1_000 - 1), 100);
+    }
 
     #[test]
     fn stamps_read_back_anywhere_in_a_line() {

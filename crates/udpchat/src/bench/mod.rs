@@ -428,6 +428,15 @@ impl Rig {
         rate: u32,
         duration: Duration,
     ) -> RunResult {
+        // Progress on stderr (the table goes to stdout): a full run takes many minutes, and
+        // the process id lets a profiler attach to the target during a round.
+        eprintln!(
+            "bench: {} with {} members (pid {}): {rate} messages/s for {}s",
+            target.name(),
+            self.members,
+            self.process.child.id(),
+            duration.as_secs_f64()
+        );
         let round = self.load.start(rate, duration);
         tokio::time::sleep_until(round.start.into()).await;
         let (cpu_before, generator_before) = (self.process.cpu(), cpu_of("/proc/self/stat"));
