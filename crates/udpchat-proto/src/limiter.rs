@@ -7,7 +7,7 @@
 //! forgotten first, else an arbitrary one, which at worst gives a flooder a fresh bucket, never
 //! more memory.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -81,7 +81,7 @@ impl RateLimiter {
     pub fn new(limits: RateLimits) -> Self {
         Self {
             limits,
-            buckets: HashMap::new(),
+            buckets: HashMap::default(),
             refused: 0,
         }
     }

@@ -6,7 +6,9 @@
 //! [`ChatLimits`].
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+use foldhash::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -23,7 +23,12 @@
 //! cannot turn the server into an amplifier.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
+
+// Keyed by what peers send (addresses, ids): foldhash, seeded at random per map, several times
+// faster than SipHash on these small keys and still not predictable from outside.
+use bytes::Bytes;
+use foldhash::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -120,8 +125,8 @@ impl Default for ServerConfig {
 pub struct Transmit {
     /// Where to.
     pub destination: SocketAddr,
-    /// The bytes.
-    pub payload: Vec<u8>,
+    /// The bytes (shared, not copied, when the same line goes to many guests).
+    pub payload: Bytes,
 }
 
 /// Something worth a log line.
@@ -303,12 +308,12 @@ impl Server {
             secure_connection,
             rng,
             guest_secret,
-            peers: HashMap::new(),
-            by_addr: HashMap::new(),
-            guests: HashMap::new(),
+            peers: HashMap::default(),
+            by_addr: HashMap::default(),
+            guests: HashMap::default(),
             chat,
             ready: VecDeque::new(),
-            ready_set: HashSet::new(),
+            ready_set: HashSet::default(),
             timers: BinaryHeap::new(),
             guest_timers: BinaryHeap::new(),
             direct: VecDeque::new(),
@@ -455,7 +460,7 @@ impl Server {
             if !guest.outgoing.is_empty() {
                 return Some(Transmit {
                     destination: addr,
-                    payload: std::mem::take(&mut guest.outgoing),
+                    payload: Bytes::from(std::mem::take(&mut guest.outgoing)),
                 });
             }
         }
@@ -481,7 +486,7 @@ impl Server {
                     };
                     return Some(Transmit {
                         destination,
-                        payload,
+                        payload: Bytes::from(payload),
                     });
                 }
                 None => {
@@ -832,7 +837,7 @@ impl Server {
         if payload.len() <= request_len {
             self.direct.push_back(Transmit {
                 destination,
-                payload,
+                payload: Bytes::from(payload),
             });
         }
     }
@@ -938,7 +943,7 @@ impl Server {
                 }
                 MemberId::Guest(addr) => {
                     if let Some(line) = encoding.guest_line() {
-                        self.send_guest_line(addr, line);
+                        self.send_guest_bytes(addr, line, Some(line));
                     }
                 }
             }
@@ -1076,7 +1081,7 @@ impl Server {
         if !guest.outgoing.is_empty() {
             self.direct.push_back(Transmit {
                 destination: addr,
-                payload: guest.outgoing,
+                payload: Bytes::from(guest.outgoing),
             });
         }
         self.events.push_back(ServerEvent::GuestLeft {
@@ -1091,6 +1096,13 @@ impl Server {
 
     /// Queues a line for a guest and sends what its budget allows.
     fn send_guest_line(&mut self, addr: SocketAddr, line: &str) {
+        self.send_guest_bytes(addr, line.as_bytes(), None);
+    }
+
+    /// [`send_guest_line`](Self::send_guest_line) for a line that may go to many guests:
+    /// `shared` holds the same bytes as `line`, and a guest that takes it as it is gets the
+    /// shared bytes (no copy per guest).
+    fn send_guest_bytes(&mut self, addr: SocketAddr, line: &[u8], shared: Option<&Bytes>) {
         let Some(guest) = self.guests.get_mut(&addr) else {
             return;
         };
@@ -1102,28 +1114,29 @@ impl Server {
                 let full = std::mem::take(&mut guest.outgoing);
                 self.direct.push_back(Transmit {
                     destination: addr,
-                    payload: full,
+                    payload: Bytes::from(full),
                 });
             }
             if !guest.listed {
                 guest.listed = true;
                 self.guests_ready.push_back(addr);
             }
-            guest.outgoing.extend_from_slice(line.as_bytes());
+            guest.outgoing.extend_from_slice(line);
             guest.outgoing.push(b'\n');
             return;
         }
         if guest.validated && guest.queue.is_empty() {
             // Nothing waits before it and no budget applies: straight out (a guest that reads
             // lines was served above, so this one takes its line without a newline).
+            let payload = shared.map_or_else(|| Bytes::copy_from_slice(line), Bytes::clone);
             self.direct.push_back(Transmit {
                 destination: addr,
-                payload: line.as_bytes().to_vec(),
+                payload,
             });
             return;
         }
         let mut bytes = Vec::with_capacity(line.len() + 1);
-        bytes.extend_from_slice(line.as_bytes());
+        bytes.extend_from_slice(line);
         if guest.newline {
             bytes.push(b'\n');
         }
@@ -1155,7 +1168,7 @@ impl Server {
             if let Some(line) = guest.queue.pop_front() {
                 self.direct.push_back(Transmit {
                     destination: addr,
-                    payload: line,
+                    payload: Bytes::from(line),
                 });
             }
         }
@@ -1166,7 +1179,7 @@ impl Server {
 struct Encoded {
     message: Arc<ServerMessage>,
     framed: Option<Vec<u8>>,
-    guest_line: Option<Option<String>>,
+    guest_line: Option<Option<Bytes>>,
 }
 
 impl Encoded {
@@ -1183,11 +1196,11 @@ impl Encoded {
         self.framed.get_or_insert_with(|| self.message.to_bytes())
     }
 
-    /// As a guest sees it, if a guest is shown it at all.
-    fn guest_line(&mut self) -> Option<&str> {
+    /// As a guest sees it (one line, no newline), if a guest is shown it at all.
+    fn guest_line(&mut self) -> Option<&Bytes> {
         self.guest_line
-            .get_or_insert_with(|| guest_line(&self.message))
-            .as_deref()
+            .get_or_insert_with(|| guest_line(&self.message).map(Bytes::from))
+            .as_ref()
     }
 }
 

@@ -99,7 +99,8 @@ impl World {
     fn flush(&mut self) {
         let now = self.now;
         while let Some(t) = self.server.poll_transmit(now) {
-            self.net.send(now, addr(SERVER), t.destination, t.payload);
+            self.net
+                .send(now, addr(SERVER), t.destination, t.payload.to_vec());
         }
         for c in &mut self.clients {
             while let Some(d) = c.client.poll_transmit(now) {

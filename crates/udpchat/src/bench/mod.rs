@@ -458,7 +458,7 @@ impl Rig {
             latencies[i]
         };
         let seconds = duration.as_secs_f64();
-        RunResult {
+        let result = RunResult {
             target,
             members: self.members,
             senders,
@@ -476,7 +476,16 @@ impl Rig {
             target_cpu: cpu.as_secs_f64() / seconds,
             generator_cpu: generator.as_secs_f64() / seconds,
             capacity: false,
-        }
+        };
+        eprintln!(
+            "bench:   {:.0} deliveries/s, loss {:.2}%, p99 {} µs, {:.2} µs of target CPU per delivery: {}",
+            result.deliveries_per_sec,
+            result.loss() * 100.0,
+            result.latency_us[1],
+            result.cpu_us_per_delivery,
+            if passes(&result) { "passes" } else { "fails" }
+        );
+        result
     }
 }
 
