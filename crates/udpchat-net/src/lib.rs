@@ -10,6 +10,6 @@ mod batch;
 mod random;
 mod serve;
 
-pub use batch::{BATCH, BatchIo};
+pub use batch::{BATCH, BatchIo, SEND_BATCH};
 pub use random::OsRandom;
 pub use serve::{IO_LOOP_BOUND, Wire, serve};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use udpchat_proto::server::{Server, ServerEvent, Transmit};
 
-use crate::batch::{BATCH, BatchIo};
+use crate::batch::{BATCH, BatchIo, SEND_BATCH};
 
 /// Datagrams handled per turn of the loop before timers and output get their turn, so that a
 /// flood cannot starve them (quinn's `IO_LOOP_BOUND`, smoltcp's poll "DoS warning").
@@ -74,6 +74,10 @@ pub async fn serve(
                         server.handle_datagram(now, from, datagram);
                     }) {
                         Ok(0) => break,
+                        // A short batch emptied the queue: asking again now would most
+                        // likely cost a system call to hear "nothing waiting" (the next turn
+                        // asks, after the output, when more may have come).
+                        Ok(n) if n < BATCH => break,
                         Ok(n) => taken += n,
                         Err(e) => {
                             note_recv_error(&e);
@@ -111,7 +115,7 @@ fn drive_transmit(
     // share of the server's user time).
     let now = Instant::now();
     loop {
-        while pending.len() < BATCH {
+        while pending.len() < SEND_BATCH {
             match server.poll_transmit(now) {
                 Some(transmit) => pending.push_back(transmit),
                 None => break,
