@@ -22,6 +22,7 @@
 //! server never sends it more bytes than it has received from it, so a forged source address
 //! cannot turn the server into an amplifier.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
@@ -1005,7 +1006,12 @@ impl Server {
                 },
             )
         } else if !line.is_empty() {
-            let text: String = line.chars().take(MAX_TEXT).collect();
+            // At most MAX_TEXT characters (cut on a character boundary).
+            let end = line
+                .char_indices()
+                .nth(MAX_TEXT)
+                .map_or(line.len(), |(i, _)| i);
+            let text = line[..end].to_owned();
             self.chat.apply(
                 MemberId::Guest(from),
                 ClientMessage::Say {
@@ -1207,7 +1213,12 @@ impl Encoded {
 /// How a guest sees a server message, as one plain-text line, neutralised (a guest is a bare
 /// terminal: `nc -u` prints what it gets); `None` for what a guest has no use for.
 fn guest_line(message: &ServerMessage) -> Option<String> {
-    guest_line_raw(message).map(|line| text::neutralize(&line).into_owned())
+    let line = guest_line_raw(message)?;
+    Some(match text::neutralize(&line) {
+        // Nothing to neutralise (the usual case): the line as it is, not a copy.
+        Cow::Borrowed(_) => line,
+        Cow::Owned(neutralized) => neutralized,
+    })
 }
 
 fn guest_line_raw(message: &ServerMessage) -> Option<String> {
