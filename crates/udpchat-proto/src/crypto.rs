@@ -296,10 +296,7 @@ impl Transport {
     /// # Errors
     /// Only if the crypto library fails (or after 2^64 messages).
     pub fn seal(&mut self, plaintext: &[u8]) -> Result<(u64, Vec<u8>), CryptoError> {
-        let nonce = self.next_send_nonce;
-        self.next_send_nonce = nonce
-            .checked_add(1)
-            .ok_or_else(|| internal("nonces exhausted"))?;
+        let nonce = self.take_nonce()?;
         let mut out = vec![0u8; plaintext.len() + TAG_LEN + SLACK];
         let n = self
             .state
@@ -309,18 +306,37 @@ impl Transport {
         Ok((nonce, out))
     }
 
+    /// The next nonce to send with.
+    fn take_nonce(&mut self) -> Result<u64, CryptoError> {
+        let nonce = self.next_send_nonce;
+        self.next_send_nonce = nonce
+            .checked_add(1)
+            .ok_or_else(|| internal("nonces exhausted"))?;
+        Ok(nonce)
+    }
+
     /// `datagram` (a Data or Close of `connection`) encrypted as a Sealed datagram; `None` only
     /// once 2^64 nonces are used up.
+    ///
+    /// One buffer: the Sealed header, then the ciphertext written in place behind it (a Sealed
+    /// datagram ends with its ciphertext), not a ciphertext copied into a second buffer.
     pub fn seal_datagram(&mut self, connection: ConnectionId, datagram: &[u8]) -> Option<Vec<u8>> {
-        let (nonce, ciphertext) = self.seal(datagram).ok()?;
-        Some(
-            Packet::Sealed {
-                connection,
-                nonce,
-                ciphertext,
-            }
-            .to_bytes(),
-        )
+        let nonce = self.take_nonce().ok()?;
+        let header = Packet::Sealed {
+            connection,
+            nonce,
+            ciphertext: Vec::new(),
+        };
+        let mut out = Vec::with_capacity(header.encoded_len() + datagram.len() + TAG_LEN + SLACK);
+        header.encode(&mut out);
+        let start = out.len();
+        out.resize(start + datagram.len() + TAG_LEN + SLACK, 0);
+        let n = self
+            .state
+            .write_message(nonce, datagram, &mut out[start..])
+            .ok()?;
+        out.truncate(start + n);
+        Some(out)
     }
 
     /// Decrypts a datagram's body sent with `nonce`, once: a replay or a tampered byte is
@@ -430,6 +446,28 @@ mod tests {
         assert_eq!(server.open(nonce, &sealed).unwrap(), b"hello room");
         let (nonce, sealed) = server.seal(b"welcome").unwrap();
         assert_eq!(client.open(nonce, &sealed).unwrap(), b"welcome");
+    }
+
+    #[test]
+    fn a_sealed_datagram_decodes_and_opens_to_what_was_sealed() {
+        let keys = server_keys(1);
+        let (mut client, mut server) = handshake(&keys, None).unwrap();
+        let bodies: [&[u8]; 3] = [b"", b"x", &[7u8; 1200]];
+        for (i, body) in bodies.into_iter().enumerate() {
+            let sealed = server.seal_datagram(ConnectionId(42), body).unwrap();
+            let Packet::Sealed {
+                connection,
+                nonce,
+                ciphertext,
+            } = Packet::decode(&sealed).unwrap()
+            else {
+                panic!("not a Sealed datagram");
+            };
+            assert_eq!(connection, ConnectionId(42));
+            assert_eq!(nonce, i as u64);
+            assert_eq!(ciphertext.len(), body.len() + TAG_LEN);
+            assert_eq!(client.open(nonce, &ciphertext).unwrap(), body);
+        }
     }
 
     #[test]
