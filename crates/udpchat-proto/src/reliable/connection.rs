@@ -83,7 +83,7 @@ impl Default for ConnectionConfig {
                 // declared dead (each attempt fails half the time at 30% loss each way).
                 max: Duration::from_secs(2),
             },
-            max_ack_delay: Duration::from_millis(10),
+            max_ack_delay: Duration::from_millis(25),
             keepalive: Some(Duration::from_secs(10)),
             idle_timeout: Duration::from_secs(30),
             max_datagram: MAX_DATAGRAM,
