@@ -13,8 +13,14 @@ use udpchat_proto::server::{Server, ServerEvent, Transmit};
 use crate::batch::{BATCH, BatchIo, SEND_BATCH};
 
 /// Datagrams handled per turn of the loop before timers and output get their turn, so that a
-/// flood cannot starve them (quinn's `IO_LOOP_BOUND`, smoltcp's poll "DoS warning").
-pub const IO_LOOP_BOUND: usize = 160;
+/// flood cannot starve them (quinn's `IO_LOOP_BOUND`, smoltcp's poll "DoS warning"): a few
+/// milliseconds of work at most.
+///
+/// Not smaller: what one turn produces for a member goes out in one datagram, so a backlog is
+/// worked off in big turns. In a room of 1000 most of what arrives is acknowledgements; with
+/// 160 a turn held about one chat message, nothing was joined, and framed members got 220k
+/// deliveries/s; with 1024, 960k (`udpchat bench --members 1000`).
+pub const IO_LOOP_BOUND: usize = 1024;
 
 /// How long shutdown waits for clients to take their Close before giving up.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
