@@ -54,6 +54,8 @@ fn session(c: &mut Criterion) {
     let mut group = c.benchmark_group("session");
     let now = Instant::now();
     let config = ConnectionConfig::default();
+    // Just past the delayed ack.
+    let ack_due = config.max_ack_delay + std::time::Duration::from_millis(1);
     let mut a = Connection::new(ConnectionId(1), 7, config.clone(), now, None);
     let mut b = Connection::new(ConnectionId(1), 7, config, now, None);
     let message = vec![b'x'; 100];
@@ -69,7 +71,7 @@ fn session(c: &mut Criterion) {
                 black_box(event);
             }
             // The delayed ack falls due.
-            t += std::time::Duration::from_millis(20);
+            t += ack_due;
             b.handle_timeout(t);
             while let Some(d) = b.poll_transmit(t) {
                 a.handle_packet(t, Packet::decode(&d).unwrap());
@@ -156,7 +158,8 @@ impl Room {
             while self.server.poll_event().is_some() {}
             if !moved {
                 // Let delayed acknowledgements fall due.
-                self.now += std::time::Duration::from_millis(20);
+                self.now +=
+                    ConnectionConfig::default().max_ack_delay + std::time::Duration::from_millis(1);
                 for (_, client) in &mut self.clients {
                     client.handle_timeout(self.now);
                 }
