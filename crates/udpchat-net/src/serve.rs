@@ -19,7 +19,7 @@ use crate::batch::{BATCH, BatchIo, SEND_BATCH};
 /// Not smaller: what one turn produces for a member goes out in one datagram, so a backlog is
 /// worked off in big turns. In a room of 1000 most of what arrives is acknowledgements; with
 /// 160 a turn held about one chat message, nothing was joined, and framed members got 220k
-/// deliveries/s; with 1024, 960k (`udpchat bench --members 1000`).
+/// deliveries/s; with 1024, 760k–960k (`udpchat bench --members 1000`).
 pub const IO_LOOP_BOUND: usize = 1024;
 
 /// How long shutdown waits for clients to take their Close before giving up.

@@ -26,9 +26,9 @@ use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
-// Keyed by what peers send (addresses, ids): foldhash, seeded at random per map, several times
-// faster than SipHash on these small keys and still not predictable from outside.
 use bytes::Bytes;
+// Maps keyed by what peers send (addresses, ids) hash with foldhash, seeded at random per map:
+// several times faster than SipHash on these small keys and still not predictable from outside.
 use foldhash::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
