@@ -458,11 +458,12 @@ impl Chat {
         }
         let shared = Arc::new(ServerMessage::Message {
             room: r.name.clone(),
-            from: nick.clone(),
+            from: nick,
             kind,
             history: false,
-            text: text.clone(),
+            text,
         });
+        out.reserve(r.members.len());
         for &m in &r.members {
             out.push((m, Arc::clone(&shared)));
         }
