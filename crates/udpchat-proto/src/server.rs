@@ -347,11 +347,7 @@ impl Server {
         for id in touched {
             self.schedule_connection(id);
         }
-        while let Some(&Reverse((due, id))) = self.timers.peek() {
-            if due > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some((due, id)) = pop_due(&mut self.timers, now) {
             let Some(peer) = self.peers.get_mut(&id) else {
                 continue;
             };
@@ -368,11 +364,7 @@ impl Server {
             }
         }
         let idle_timeout = self.config.connection.idle_timeout;
-        while let Some(&Reverse((due, addr))) = self.guest_timers.peek() {
-            if due > now {
-                break;
-            }
-            self.guest_timers.pop();
+        while let Some((due, addr)) = pop_due(&mut self.guest_timers, now) {
             let Some(guest) = self.guests.get_mut(&addr) else {
                 continue;
             };
@@ -1179,6 +1171,19 @@ impl Server {
             }
         }
     }
+}
+
+/// Takes the earliest entry of a timer queue if it is due by `now`.
+fn pop_due<K: Ord + Copy>(
+    queue: &mut BinaryHeap<Reverse<(Instant, K)>>,
+    now: Instant,
+) -> Option<(Instant, K)> {
+    let &Reverse((due, key)) = queue.peek()?;
+    if due > now {
+        return None;
+    }
+    queue.pop();
+    Some((due, key))
 }
 
 /// A message on its way to members, with its encodings made on first use.
