@@ -1,16 +1,18 @@
 //! Batched datagram I/O: `recvmmsg` takes up to [`BATCH`] datagrams in one system call and
 //! `sendmmsg` sends up to [`SEND_BATCH`], to as many destinations. Crossing into the kernel costs
 //! microseconds per call, more than the server spends on a datagram, so fewer calls is the
-//! way to a faster relay. Safe wrappers only (nix); the buffers are allocated once.
+//! way to a faster relay. Safe wrappers only (nix); the buffers are allocated once. Neither
+//! call blocks (`MSG_DONTWAIT`): the caller waits for readiness its own way.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 use nix::errno::Errno;
-use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use nix::sys::socket::{
+    MsgFlags, MultiHeaders, SockaddrIn, SockaddrIn6, SockaddrLike, SockaddrStorage, recvmmsg,
+    sendmmsg,
+};
 
 /// Datagrams per receiving system call (each has a 64 KiB buffer).
 pub const BATCH: usize = 32;
@@ -28,7 +30,11 @@ pub struct BatchIo {
     buffers: Vec<Vec<u8>>,
     received: Vec<(usize, Option<SocketAddr>)>,
     recv_headers: MultiHeaders<SockaddrStorage>,
-    send_headers: MultiHeaders<SockaddrStorage>,
+    v4_headers: MultiHeaders<SockaddrIn>,
+    v6_headers: MultiHeaders<SockaddrIn6>,
+    /// The destinations of one `sendmmsg`, kept to reuse the allocation.
+    v4_addresses: Vec<Option<SockaddrIn>>,
+    v6_addresses: Vec<Option<SockaddrIn6>>,
 }
 
 impl std::fmt::Debug for BatchIo {
@@ -50,21 +56,26 @@ impl BatchIo {
             buffers: vec![vec![0u8; RECV_BUFFER]; BATCH],
             received: Vec::with_capacity(BATCH),
             recv_headers: MultiHeaders::preallocate(BATCH, None),
-            send_headers: MultiHeaders::preallocate(SEND_BATCH, None),
+            v4_headers: MultiHeaders::preallocate(SEND_BATCH, None),
+            v6_headers: MultiHeaders::preallocate(SEND_BATCH, None),
+            v4_addresses: Vec::with_capacity(SEND_BATCH),
+            v6_addresses: Vec::with_capacity(SEND_BATCH),
         }
     }
 
-    /// Receives what is waiting, up to [`BATCH`] datagrams, without blocking; calls `each`
-    /// with every datagram and its source. Returns how many came (0: none was waiting).
+    /// Receives what is waiting on `socket`, up to [`BATCH`] datagrams, without blocking;
+    /// calls `each` with every datagram and its source. Returns how many came (0: none was
+    /// waiting).
     ///
     /// # Errors
-    /// A socket error other than "nothing waiting".
+    /// A socket error other than "nothing waiting" (an ICMP error for an earlier datagram
+    /// surfaces here, once).
     pub fn recv_batch(
         &mut self,
-        socket: &UdpSocket,
+        socket: &impl AsFd,
         mut each: impl FnMut(SocketAddr, &[u8]),
     ) -> io::Result<usize> {
-        let fd = socket.as_raw_fd();
+        let fd = socket.as_fd().as_raw_fd();
         let Self {
             buffers,
             received,
@@ -72,28 +83,25 @@ impl BatchIo {
             ..
         } = self;
         received.clear();
-        let result = socket.try_io(Interest::READABLE, || {
+        {
             let mut slices: Vec<[IoSliceMut<'_>; 1]> = buffers
                 .iter_mut()
                 .map(|b| [IoSliceMut::new(&mut b[..])])
                 .collect();
-            let messages = recvmmsg(
+            let messages = match recvmmsg(
                 fd,
                 recv_headers,
                 slices.iter_mut(),
                 MsgFlags::MSG_DONTWAIT,
                 None,
-            )
-            .map_err(io::Error::from)?;
+            ) {
+                Ok(messages) => messages,
+                Err(Errno::EAGAIN | Errno::EINTR) => return Ok(0),
+                Err(e) => return Err(e.into()),
+            };
             for message in messages {
                 received.push((message.bytes, message.address.and_then(to_std)));
             }
-            Ok(())
-        });
-        match result {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
-            Err(e) => return Err(e),
         }
         for (i, (len, from)) in received.iter().enumerate() {
             if let Some(from) = from {
@@ -103,56 +111,77 @@ impl BatchIo {
         Ok(received.len())
     }
 
-    /// Sends `datagrams` (destination, bytes) in as few calls as it can, without blocking.
-    /// Returns how many went out; the rest did not fit in the socket's buffer (retry them
-    /// when it is writable). A datagram the kernel refuses for any other reason counts as sent
-    /// (dropped, as a network would drop it).
-    ///
-    /// # Errors
-    /// Never for a single datagram; kept for socket-level failures to come.
-    pub fn send_batch(
+    /// Sends `datagrams` (destination, bytes) on `socket` in as few calls as it can, without
+    /// blocking. Returns how many went out; the rest did not fit in the socket's buffer (retry
+    /// them when it is writable). A datagram the kernel refuses for any other reason counts as
+    /// sent (dropped, as a network would drop it).
+    pub fn send_batch<'a>(
         &mut self,
-        socket: &UdpSocket,
-        datagrams: &[(SocketAddr, &[u8])],
-    ) -> io::Result<usize> {
-        let fd = socket.as_raw_fd();
+        socket: &impl AsFd,
+        datagrams: impl ExactSizeIterator<Item = (SocketAddr, &'a [u8])> + Clone,
+    ) -> usize {
+        let fd = socket.as_fd().as_raw_fd();
+        let total = datagrams.len();
         let mut done = 0;
-        while done < datagrams.len() {
-            let chunk = &datagrams[done..datagrams.len().min(done + SEND_BATCH)];
-            let headers = &mut self.send_headers;
-            let result = socket.try_io(Interest::WRITABLE, || {
-                let slices: Vec<[IoSlice<'_>; 1]> =
-                    chunk.iter().map(|(_, d)| [IoSlice::new(d)]).collect();
-                let addresses: Vec<Option<SockaddrStorage>> = chunk
-                    .iter()
-                    .map(|(a, _)| Some(SockaddrStorage::from(*a)))
-                    .collect();
-                match sendmmsg(
-                    fd,
-                    headers,
-                    slices.iter(),
-                    &addresses,
-                    [],
-                    MsgFlags::MSG_DONTWAIT,
-                ) {
-                    Ok(results) => Ok(results.count()),
-                    Err(Errno::EAGAIN) => Err(io::ErrorKind::WouldBlock.into()),
-                    // The first datagram was refused (unreachable, too big): skip it.
-                    Err(e) => {
-                        tracing::debug!(to = %chunk[0].0, error = %e, "send failed");
-                        Ok(1)
-                    }
-                }
-            });
+        while done < total {
+            let rest = datagrams.clone().skip(done);
+            let Some((first, _)) = rest.clone().next() else {
+                break;
+            };
+            // One call per run of destinations of one family, each address as small as
+            // its family allows (a `sockaddr_storage` is 128 bytes to fill and copy).
+            let chunk = rest
+                .take(SEND_BATCH)
+                .take_while(|(a, _)| a.is_ipv4() == first.is_ipv4());
+            let result = if first.is_ipv4() {
+                self.v4_addresses.clear();
+                self.v4_addresses
+                    .extend(chunk.clone().map(|(a, _)| match a {
+                        SocketAddr::V4(v4) => Some(SockaddrIn::from(v4)),
+                        SocketAddr::V6(_) => None,
+                    }));
+                send_chunk(fd, &mut self.v4_headers, &self.v4_addresses, chunk)
+            } else {
+                self.v6_addresses.clear();
+                self.v6_addresses
+                    .extend(chunk.clone().map(|(a, _)| match a {
+                        SocketAddr::V6(v6) => Some(SockaddrIn6::from(v6)),
+                        SocketAddr::V4(_) => None,
+                    }));
+                send_chunk(fd, &mut self.v6_headers, &self.v6_addresses, chunk)
+            };
             match result {
-                Ok(0) => return Ok(done),
+                Ok(0) | Err(Errno::EAGAIN) => return done,
                 Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(done),
-                Err(e) => return Err(e),
+                Err(Errno::EINTR) => {}
+                // The first datagram was refused (unreachable, too big): skip it.
+                Err(e) => {
+                    tracing::debug!(to = %first, error = %e, "send failed");
+                    done += 1;
+                }
             }
         }
-        Ok(done)
+        done
     }
+}
+
+/// One `sendmmsg` of `chunk` to `addresses`; how many went out.
+fn send_chunk<'a, S: SockaddrLike + Copy>(
+    fd: RawFd,
+    headers: &mut MultiHeaders<S>,
+    addresses: &[Option<S>],
+    chunk: impl Iterator<Item = (SocketAddr, &'a [u8])>,
+) -> Result<usize, Errno> {
+    let slices: Vec<[IoSlice<'_>; 1]> = chunk.map(|(_, d)| [IoSlice::new(d)]).collect();
+    sendmmsg(
+        fd,
+        headers,
+        slices.iter(),
+        addresses,
+        [],
+        MsgFlags::MSG_DONTWAIT,
+    )
+    .map(Iterator::count)
 }
 
 fn to_std(address: SockaddrStorage) -> Option<SocketAddr> {
@@ -171,12 +200,21 @@ fn to_std(address: SockaddrStorage) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::poll::{PollFd, PollFlags, poll};
+    use std::net::UdpSocket;
 
-    #[tokio::test]
-    async fn a_batch_goes_out_and_comes_back_whole_with_its_sources() {
+    /// Waits (at most 10 s) until `socket` is ready for `flags`.
+    fn wait(socket: &UdpSocket, flags: PollFlags) {
+        let mut fds = [PollFd::new(socket.as_fd(), flags)];
+        let ready = poll(&mut fds, 10_000u16).unwrap();
+        assert_eq!(ready, 1, "socket not ready within 10 s");
+    }
+
+    #[test]
+    fn a_batch_goes_out_and_comes_back_whole_with_its_sources() {
         for local in ["127.0.0.1:0", "[::1]:0"] {
-            let a = UdpSocket::bind(local).await.unwrap();
-            let b = UdpSocket::bind(local).await.unwrap();
+            let a = UdpSocket::bind(local).unwrap();
+            let b = UdpSocket::bind(local).unwrap();
             let to = b.local_addr().unwrap();
             let big = vec![7u8; 60_000];
             let small: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; usize::from(i) + 1]).collect();
@@ -184,30 +222,30 @@ mod tests {
                 small.iter().map(|d| (to, d.as_slice())).collect();
             datagrams.push((to, &big));
             let mut io = BatchIo::new();
-            // Like every tokio I/O, a batch goes out once the socket is known writable.
             let mut sent = 0;
             while sent < datagrams.len() {
-                a.writable().await.unwrap();
-                sent += io.send_batch(&a, &datagrams[sent..]).unwrap();
+                wait(&a, PollFlags::POLLOUT);
+                sent += io.send_batch(&a, datagrams[sent..].iter().copied());
             }
             let mut io = BatchIo::new();
             let mut got: Vec<Vec<u8>> = Vec::new();
             let from_a = a.local_addr().unwrap();
-            let all = async {
-                while got.len() < 41 {
-                    b.readable().await.unwrap();
-                    io.recv_batch(&b, |from, d| {
-                        assert_eq!(from, from_a);
-                        got.push(d.to_vec());
-                    })
-                    .unwrap();
-                }
-            };
-            tokio::time::timeout(std::time::Duration::from_secs(10), all)
-                .await
-                .expect("every datagram arrives on loopback");
+            while got.len() < 41 {
+                wait(&b, PollFlags::POLLIN);
+                io.recv_batch(&b, |from, d| {
+                    assert_eq!(from, from_a);
+                    got.push(d.to_vec());
+                })
+                .unwrap();
+            }
             assert_eq!(got[..40], small[..]);
             assert_eq!(got[40], big);
+            // Nothing more is waiting: a receive says so at once instead of blocking.
+            assert_eq!(
+                io.recv_batch(&b, |_, _| panic!("nothing was sent"))
+                    .unwrap(),
+                0
+            );
         }
     }
 }

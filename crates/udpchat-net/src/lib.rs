@@ -2,7 +2,8 @@
 //! signal, and do nothing but move bytes and time between them and the state machines in
 //! [`udpchat_proto`].
 //!
-//! - [`serve`]: runs a [`Server`](udpchat_proto::server::Server) on a UDP socket.
+//! - [`serve`]: runs a [`Server`](udpchat_proto::server::Server) on a UDP socket, on a thread
+//!   of its own that waits in `poll(2)` (not epoll: see the module's note on what that costs).
 //! - [`OsRandom`]: unpredictable randomness for connection ids and tokens.
 //! - [`BatchIo`]: `recvmmsg`/`sendmmsg`, many datagrams per system call.
 

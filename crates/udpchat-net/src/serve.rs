@@ -1,13 +1,27 @@
-//! The server driver: one task, one socket, one timer; datagrams move in batches
-//! ([`BatchIo`]: `recvmmsg`/`sendmmsg`).
+//! The server driver: one thread, one socket; datagrams move in batches ([`BatchIo`]:
+//! `recvmmsg`/`sendmmsg`) and the thread sleeps in `poll(2)` only when nothing is waiting.
+//!
+//! Why a thread and `poll(2)` rather than a tokio task on epoll: a socket registered with epoll
+//! keeps a waiter on its wait queue for its whole life, and the kernel then wakes that waiter
+//! (two spinlocks with interrupts off, the epoll callback) every time a datagram the socket
+//! sent is released — for every delivery. `poll(2)` is a waiter only while it sleeps, which is
+//! never while the server sends. Measured in a room of 10 at 200k deliveries/s (`perf record`
+//! on `udpchat bench`): the wake-ups were 3% of the server's CPU and `epoll_wait` 1.6%, the
+//! whole of the kernel-side difference to the minimal relay (which blocks in `recvmmsg`).
+//! The async side only waits for the shutdown signal and for the thread to finish.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixDatagram;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use udpchat_proto::server::{Server, ServerEvent, Transmit};
 
 use crate::batch::{BATCH, BatchIo, SEND_BATCH};
@@ -34,77 +48,161 @@ pub enum Wire<'a> {
     Sent(SocketAddr, &'a [u8]),
 }
 
-/// Runs `server` on `socket` until `shutdown` completes, then tells every client the server is
-/// going and returns once they are told (or after a short grace period).
+/// Runs `server` on `socket` (on a thread of its own) until `shutdown` completes, then tells
+/// every client the server is going and returns once they are told (or after a short grace
+/// period).
 ///
-/// Every [`ServerEvent`] is passed to `log`, and every datagram to `watch`.
+/// Every [`ServerEvent`] is passed to `log`, and every datagram to `watch`, on the server's
+/// thread.
 ///
 /// # Errors
-/// Only a failure of the socket itself; errors about single datagrams (a peer gone, ICMP) are
-/// logged and the loop goes on.
+/// Only a failure of the socket itself (or of the thread); errors about single datagrams (a
+/// peer gone, ICMP) are logged and the loop goes on.
 pub async fn serve(
     socket: UdpSocket,
-    mut server: Server,
+    server: Server,
     shutdown: impl Future<Output = ()>,
+    log: impl FnMut(ServerEvent) + Send + 'static,
+    watch: impl FnMut(Wire<'_>) + Send + 'static,
+) -> io::Result<()> {
+    socket.set_nonblocking(true)?;
+    // Shutdown is a flag the thread reads every turn, and a datagram on this pair that wakes
+    // it when it sleeps.
+    let asked = Arc::new(AtomicBool::new(false));
+    let (wake, woken) = UnixDatagram::pair()?;
+    woken.set_nonblocking(true)?;
+    let stop = Stop {
+        asked: Arc::clone(&asked),
+        woken,
+    };
+    let (done_sender, mut done) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("udpchat-server".into())
+        .spawn(move || {
+            let result = run(&socket, server, &stop, log, watch);
+            let _ = done_sender.send(result);
+        })?;
+    tokio::pin!(shutdown);
+    let result = tokio::select! {
+        result = &mut done => result,
+        () = &mut shutdown => {
+            asked.store(true, Ordering::Release);
+            wake.send(&[1])?;
+            done.await
+        }
+    };
+    let _ = thread.join();
+    result.unwrap_or_else(|_| Err(io::Error::other("the server thread panicked")))
+}
+
+/// How the server's thread learns that it is asked to stop.
+struct Stop {
+    asked: Arc<AtomicBool>,
+    /// Where a datagram comes to wake the thread from `poll(2)`.
+    woken: UnixDatagram,
+}
+
+/// The server's loop: output, events, timers, input; sleeps only when there is no input.
+fn run(
+    socket: &UdpSocket,
+    mut server: Server,
+    stop: &Stop,
     mut log: impl FnMut(ServerEvent),
     mut watch: impl FnMut(Wire<'_>),
 ) -> io::Result<()> {
-    tokio::pin!(shutdown);
     let mut io = BatchIo::new();
     // Datagrams the socket's buffer could not take yet, oldest first.
     let mut pending: VecDeque<Transmit> = VecDeque::new();
     let mut stop_by: Option<Instant> = None;
+    // Whether the last receive left nothing waiting: then wait in poll(2) before the next.
+    let mut drained = true;
     loop {
         // Output first: everything the last input produced.
-        drive_transmit(&socket, &mut io, &mut server, &mut pending, &mut watch);
+        drive_transmit(socket, &mut io, &mut server, &mut pending, &mut watch);
         while let Some(event) = server.poll_event() {
             log(event);
         }
+        let now = Instant::now();
+        if stop_by.is_none() && stop.asked.load(Ordering::Acquire) {
+            server.shutdown(now);
+            stop_by = Some(now + SHUTDOWN_GRACE);
+            continue;
+        }
         if let Some(stop_by) = stop_by
-            && ((server.is_idle() && pending.is_empty()) || Instant::now() >= stop_by)
+            && ((server.is_idle() && pending.is_empty()) || now >= stop_by)
         {
             return Ok(());
         }
-        let deadline = server.poll_timeout().map(|d| d.min(stop_by.unwrap_or(d)));
-        let sleep_until = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-        tokio::select! {
-            readable = socket.readable() => {
-                readable?;
-                // What is waiting, in batches, bounded so that timers and output get their
-                // turn during a flood.
-                let mut taken = 0;
-                while taken < IO_LOOP_BOUND {
-                    let now = Instant::now();
-                    match io.recv_batch(&socket, |from, datagram| {
-                        watch(Wire::Received(from, datagram));
-                        server.handle_datagram(now, from, datagram);
-                    }) {
-                        Ok(0) => break,
-                        // A short batch emptied the queue: asking again now would most
-                        // likely cost a system call to hear "nothing waiting" (the next turn
-                        // asks, after the output, when more may have come).
-                        Ok(n) if n < BATCH => break,
-                        Ok(n) => taken += n,
-                        Err(e) => {
-                            note_recv_error(&e);
-                            break;
-                        }
-                    }
-                }
-            }
-            () = tokio::time::sleep_until(sleep_until.into()) => {}
-            writable = socket.writable(), if !pending.is_empty() => writable?,
-            () = &mut shutdown, if stop_by.is_none() => {
-                let now = Instant::now();
-                server.shutdown(now);
-                stop_by = Some(now + SHUTDOWN_GRACE);
-            }
-        }
-        let now = Instant::now();
         if server.poll_timeout().is_some_and(|t| t <= now) {
             server.handle_timeout(now);
+            continue;
+        }
+        if drained {
+            let deadline = match (server.poll_timeout(), stop_by) {
+                (Some(timer), Some(stop_by)) => Some(timer.min(stop_by)),
+                (timer, stop_by) => timer.or(stop_by),
+            };
+            let mut socket_events = PollFlags::POLLIN;
+            if !pending.is_empty() {
+                socket_events |= PollFlags::POLLOUT;
+            }
+            let mut fds = [
+                PollFd::new(socket.as_fd(), socket_events),
+                PollFd::new(stop.woken.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, timeout_until(deadline, now)) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+                // Taken once, so that poll(2) sleeps again during the grace period.
+                let _ = stop.woken.recv(&mut [0u8; 1]);
+            }
+            let input = fds[0]
+                .revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLERR));
+            if !input {
+                // A timer, room in the socket's buffer, or shutdown: the next turn sees to it.
+                continue;
+            }
+        }
+        // What is waiting, in batches, bounded so that timers and output get their turn
+        // during a flood.
+        drained = false;
+        let mut taken = 0;
+        while taken < IO_LOOP_BOUND {
+            let now = Instant::now();
+            match io.recv_batch(socket, |from, datagram| {
+                watch(Wire::Received(from, datagram));
+                server.handle_datagram(now, from, datagram);
+            }) {
+                // A short batch emptied the queue: asking again at once would most likely
+                // cost a system call to hear "nothing waiting"; poll(2) first, after the
+                // output, when more may have come.
+                Ok(n) if n < BATCH => {
+                    drained = true;
+                    break;
+                }
+                Ok(n) => taken += n,
+                // The error is consumed: the next turn receives again.
+                Err(e) => {
+                    note_recv_error(&e);
+                    break;
+                }
+            }
         }
     }
+}
+
+/// The `poll(2)` timeout for `deadline` (none: no timeout), in whole milliseconds rounded up
+/// so that the thread never wakes before its timer is due.
+fn timeout_until(deadline: Option<Instant>, now: Instant) -> PollTimeout {
+    let Some(deadline) = deadline else {
+        return PollTimeout::NONE;
+    };
+    let wait = deadline.saturating_duration_since(now);
+    let millis = wait.as_nanos().div_ceil(1_000_000);
+    PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX)
 }
 
 /// Sends what the server has to send, a batch per system call, until done or the socket's
@@ -130,18 +228,11 @@ fn drive_transmit(
         if pending.is_empty() {
             return;
         }
-        let batch: Vec<(SocketAddr, &[u8])> = pending
-            .iter()
-            .map(|t| (t.destination, &t.payload[..]))
-            .collect();
-        let wanted = batch.len();
-        let sent = match io.send_batch(socket, &batch) {
-            Ok(sent) => sent,
-            Err(e) => {
-                tracing::debug!(error = %e, "send failed");
-                0
-            }
-        };
+        let wanted = pending.len();
+        let sent = io.send_batch(
+            socket,
+            pending.iter().map(|t| (t.destination, &t.payload[..])),
+        );
         for transmit in pending.drain(..sent) {
             watch(Wire::Sent(transmit.destination, &transmit.payload));
         }
@@ -159,5 +250,118 @@ fn note_recv_error(e: &io::Error) {
         io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionRefused
     ) {
         tracing::debug!(error = %e, "receive failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::OsRandom;
+    use std::sync::mpsc;
+    use udpchat_proto::server::ServerConfig;
+
+    const BOUND: Duration = Duration::from_secs(10);
+
+    /// A running [`serve`] (on a runtime of its own, so that the test may block): the sender
+    /// asks it to stop, the receiver gets its result.
+    struct Running {
+        stop: tokio::sync::oneshot::Sender<()>,
+        done: mpsc::Receiver<io::Result<()>>,
+        address: SocketAddr,
+    }
+
+    fn start(
+        peer_timeout: Duration,
+        log: impl FnMut(ServerEvent) + Send + 'static,
+        watch: impl FnMut(Wire<'_>) + Send + 'static,
+    ) -> Running {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let address = socket.local_addr().unwrap();
+        let config = ServerConfig::with_peer_timeout(peer_timeout);
+        let server = Server::new(config, Box::new(OsRandom::new().unwrap()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (finished, done) = mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            let _ = finished.send(runtime.block_on(serve(socket, server, shutdown, log, watch)));
+        });
+        Running {
+            stop,
+            done,
+            address,
+        }
+    }
+
+    #[test]
+    fn a_timer_fires_while_the_thread_sleeps() {
+        let (events, seen) = mpsc::channel();
+        let running = start(
+            Duration::from_millis(300),
+            move |event| {
+                let _ = events.send(event);
+            },
+            |_| {},
+        );
+        let guest = UdpSocket::bind("127.0.0.1:0").unwrap();
+        guest.send_to(b"hello\n", running.address).unwrap();
+        let arrived = seen.recv_timeout(BOUND).unwrap();
+        assert!(
+            matches!(arrived, ServerEvent::GuestArrived { .. }),
+            "{arrived:?}"
+        );
+        // Nothing more is sent: only the guest's idle timer can wake the server now.
+        let left = seen.recv_timeout(BOUND).unwrap();
+        assert!(
+            matches!(&left, ServerEvent::GuestLeft { reason, .. } if *reason == "timeout"),
+            "{left:?}"
+        );
+        running.stop.send(()).unwrap();
+        running
+            .done
+            .recv_timeout(BOUND)
+            .expect("stops when asked")
+            .unwrap();
+    }
+
+    #[test]
+    fn shutdown_stops_the_server_in_the_middle_of_a_flood() {
+        let (received, heard) = mpsc::channel();
+        let mut told = false;
+        let running = start(
+            Duration::from_secs(60),
+            |_| {},
+            move |wire| {
+                if matches!(wire, Wire::Received(..)) && !told {
+                    told = true;
+                    let _ = received.send(());
+                }
+            },
+        );
+        let flooding = Arc::new(AtomicBool::new(true));
+        let flooder = {
+            let flooding = Arc::clone(&flooding);
+            let address = running.address;
+            std::thread::spawn(move || {
+                let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+                let started = Instant::now();
+                while flooding.load(Ordering::Relaxed) && started.elapsed() < 2 * BOUND {
+                    let _ = socket.send_to(b"flood\n", address);
+                }
+            })
+        };
+        heard.recv_timeout(BOUND).expect("the flood arrives");
+        running.stop.send(()).unwrap();
+        let result = running.done.recv_timeout(BOUND);
+        flooding.store(false, Ordering::Relaxed);
+        flooder.join().unwrap();
+        result
+            .expect("stops within the bound despite the flood")
+            .unwrap();
     }
 }

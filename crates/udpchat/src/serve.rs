@@ -26,8 +26,7 @@ pub fn run(args: &ServeArgs, tracer: Tracer) -> Result<ExitCode> {
         if let Some(note) = net::grow_buffers(&std_socket) {
             output::status(&note);
         }
-        std_socket.set_nonblocking(true)?;
-        let socket = tokio::net::UdpSocket::from_std(std_socket)?;
+        let socket = std_socket;
         let key_file = match &args.key_file {
             Some(path) => path.clone(),
             None => keys::data_dir().context("no data directory: set HOME or give --key-file")?.join("server.key"),
@@ -72,7 +71,7 @@ pub fn run(args: &ServeArgs, tracer: Tracer) -> Result<ExitCode> {
             output::status("shutting down: telling everyone");
         };
         let local = socket.local_addr()?;
-        let watch = |wire: Wire<'_>| match wire {
+        let watch = move |wire: Wire<'_>| match wire {
             Wire::Received(from, bytes) => tracer.datagram(Direction::Received, local, from, bytes),
             Wire::Sent(to, bytes) => tracer.datagram(Direction::Sent, local, to, bytes),
         };
