@@ -5,6 +5,7 @@
 //! (a reliable connection, or a plain-text line for a guest). Everything here is bounded by
 //! [`ChatLimits`].
 
+use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, VecDeque};
 
@@ -51,14 +52,6 @@ impl Default for ChatLimits {
     }
 }
 
-/// One message kept for late joiners.
-#[derive(Debug, Clone)]
-struct HistoryEntry {
-    from: String,
-    kind: MessageKind,
-    text: String,
-}
-
 /// A room.
 #[derive(Debug, Default)]
 struct Room {
@@ -67,7 +60,9 @@ struct Room {
     members: BTreeSet<MemberId>,
     topic: String,
     topic_by: String,
-    history: VecDeque<HistoryEntry>,
+    /// The last messages said, kept for late joiners: the very messages sent to the room
+    /// (shared, not copied).
+    history: VecDeque<Arc<ServerMessage>>,
 }
 
 /// What each member must be told, in order.
@@ -107,8 +102,16 @@ pub fn is_valid_name(name: &str) -> bool {
         && !name.starts_with(|c: char| c.is_ascii_digit() || c == '-')
 }
 
-fn key(name: &str) -> String {
-    name.to_lowercase()
+fn key(name: &str) -> Cow<'_, str> {
+    // The usual name is lower-case ASCII already: no copy.
+    if name
+        .bytes()
+        .all(|b| b.is_ascii() && !b.is_ascii_uppercase())
+    {
+        Cow::Borrowed(name)
+    } else {
+        Cow::Owned(name.to_lowercase())
+    }
 }
 
 fn error(code: ErrorCode, text: impl Into<String>) -> ServerMessage {
@@ -134,7 +137,7 @@ impl Chat {
 
     /// Who holds `nick`.
     pub fn member_by_nick(&self, nick: &str) -> Option<MemberId> {
-        self.nick_owners.get(&key(nick)).copied()
+        self.nick_owners.get(&*key(nick)).copied()
     }
 
     /// How many rooms exist.
@@ -144,7 +147,7 @@ impl Chat {
 
     /// Gives a guest its nick (no validation: the server derives it) and puts it in `room`.
     pub fn add_guest(&mut self, member: MemberId, nick: &str, room: &str) -> Outbox {
-        self.nick_owners.insert(key(nick), member);
+        self.nick_owners.insert(key(nick).into_owned(), member);
         self.rename(member, nick);
         let mut out = Outbox::new();
         self.join(member, room, &mut out);
@@ -153,7 +156,26 @@ impl Chat {
 
     /// Whether `nick` is free.
     pub fn is_nick_free(&self, nick: &str) -> bool {
-        !self.nick_owners.contains_key(&key(nick))
+        !self.nick_owners.contains_key(&*key(nick))
+    }
+
+    /// `member` says `text` in `room`: as [`apply`](Self::apply) with [`ClientMessage::Say`],
+    /// without a command built (and the room's name copied) for every line of a guest, and
+    /// without the copy for `member` itself unless `echo` (a plain-text guest has its line on
+    /// its screen already).
+    pub fn say_in(&mut self, member: MemberId, room: &str, text: String, echo: bool) -> Outbox {
+        if !self.members.contains_key(&member) {
+            return self.apply(
+                member,
+                ClientMessage::Say {
+                    room: room.to_owned(),
+                    text,
+                },
+            );
+        }
+        let mut out = Outbox::new();
+        self.say(member, room, MessageKind::Say, text, echo, &mut out);
+        out
     }
 
     /// Carries out one command from `member`.
@@ -171,10 +193,10 @@ impl Chat {
             ClientMessage::Join { room } => self.join(member, &room, &mut out),
             ClientMessage::Part { room } => self.part(member, &room, "part", &mut out),
             ClientMessage::Say { room, text } => {
-                self.say(member, &room, MessageKind::Say, text, &mut out);
+                self.say(member, &room, MessageKind::Say, text, true, &mut out);
             }
             ClientMessage::Action { room, text } => {
-                self.say(member, &room, MessageKind::Action, text, &mut out);
+                self.say(member, &room, MessageKind::Action, text, true, &mut out);
             }
             ClientMessage::Private { to, text } => self.private(member, &to, text, &mut out),
             ClientMessage::Who { room } => {
@@ -205,7 +227,7 @@ impl Chat {
             self.part(member, &room, reason, &mut out);
         }
         if let Some(gone) = self.members.remove(&member) {
-            self.nick_owners.remove(&key(&gone.nick));
+            self.nick_owners.remove(&*key(&gone.nick));
         }
         // The member is gone: nothing addressed to it can be delivered.
         out.retain(|(to, _)| *to != member);
@@ -240,7 +262,7 @@ impl Chat {
             ));
             return;
         }
-        match self.nick_owners.get(&key(nick)) {
+        match self.nick_owners.get(&*key(nick)) {
             Some(owner) if *owner != member => {
                 out.push((
                     member,
@@ -252,9 +274,9 @@ impl Chat {
         }
         let old = self.rename(member, nick);
         if let Some(old) = &old {
-            self.nick_owners.remove(&key(old));
+            self.nick_owners.remove(&*key(old));
         }
-        self.nick_owners.insert(key(nick), member);
+        self.nick_owners.insert(key(nick).into_owned(), member);
         out.push((
             member,
             Arc::new(ServerMessage::NickSet {
@@ -289,7 +311,7 @@ impl Chat {
         let Some(nick) = self.members.get(&member).map(|m| m.nick.clone()) else {
             return;
         };
-        if !self.rooms.contains_key(k.as_str()) && self.rooms.len() >= self.limits.max_rooms {
+        if !self.rooms.contains_key(&*k) && self.rooms.len() >= self.limits.max_rooms {
             out.push((
                 member,
                 Arc::new(error(ErrorCode::Full, "too many rooms on this server")),
@@ -309,9 +331,9 @@ impl Chat {
             ));
             return;
         }
-        let shared_key = match self.rooms.get_key_value(k.as_str()) {
+        let shared_key = match self.rooms.get_key_value(&*k) {
             Some((shared, _)) => Arc::clone(shared),
-            None => Arc::from(k.as_str()),
+            None => Arc::from(&*k),
         };
         let r = self
             .rooms
@@ -359,23 +381,28 @@ impl Chat {
                 nicks: names,
             }),
         ));
-        for entry in &r.history {
-            out.push((
-                member,
-                Arc::new(ServerMessage::Message {
-                    room: name.clone(),
-                    from: entry.from.clone(),
-                    kind: entry.kind,
-                    history: true,
-                    text: entry.text.clone(),
-                }),
-            ));
+        for said in &r.history {
+            if let ServerMessage::Message {
+                from, kind, text, ..
+            } = &**said
+            {
+                out.push((
+                    member,
+                    Arc::new(ServerMessage::Message {
+                        room: name.clone(),
+                        from: from.clone(),
+                        kind: *kind,
+                        history: true,
+                        text: text.clone(),
+                    }),
+                ));
+            }
         }
     }
 
     fn part(&mut self, member: MemberId, room: &str, reason: &str, out: &mut Outbox) {
         let k = key(room);
-        let Some(r) = self.rooms.get_mut(k.as_str()) else {
+        let Some(r) = self.rooms.get_mut(&*k) else {
             out.push((
                 member,
                 Arc::new(error(
@@ -411,7 +438,7 @@ impl Chat {
         r.members.remove(&member);
         // An empty room is forgotten unless it has history for a later joiner.
         if r.members.is_empty() && r.history.is_empty() {
-            self.rooms.remove(k.as_str());
+            self.rooms.remove(&*k);
         }
         if let Some(mine) = self.members.get_mut(&member) {
             mine.rooms.retain(|room| **room != *k);
@@ -424,6 +451,7 @@ impl Chat {
         room: &str,
         kind: MessageKind,
         text: String,
+        echo: bool,
         out: &mut Outbox,
     ) {
         let k = key(room);
@@ -434,7 +462,7 @@ impl Chat {
             .unwrap_or_default();
         let Some(r) = self
             .rooms
-            .get_mut(k.as_str())
+            .get_mut(&*k)
             .filter(|r| r.members.contains(&member))
         else {
             out.push((
@@ -446,16 +474,6 @@ impl Chat {
             ));
             return;
         };
-        if r.history.len() >= self.limits.history_len {
-            r.history.pop_front();
-        }
-        if self.limits.history_len > 0 {
-            r.history.push_back(HistoryEntry {
-                from: nick.clone(),
-                kind,
-                text: text.clone(),
-            });
-        }
         let shared = Arc::new(ServerMessage::Message {
             room: r.name.clone(),
             from: nick,
@@ -463,9 +481,17 @@ impl Chat {
             history: false,
             text,
         });
+        if r.history.len() >= self.limits.history_len {
+            r.history.pop_front();
+        }
+        if self.limits.history_len > 0 {
+            r.history.push_back(Arc::clone(&shared));
+        }
         out.reserve(r.members.len());
         for &m in &r.members {
-            out.push((m, Arc::clone(&shared)));
+            if echo || m != member {
+                out.push((m, Arc::clone(&shared)));
+            }
         }
     }
 
@@ -475,7 +501,7 @@ impl Chat {
             .get(&member)
             .map(|m| m.nick.clone())
             .unwrap_or_default();
-        let Some(&target) = self.nick_owners.get(&key(to)) else {
+        let Some(&target) = self.nick_owners.get(&*key(to)) else {
             out.push((
                 member,
                 Arc::new(error(ErrorCode::NoSuchNick, format!("no such nick: {to}"))),
@@ -501,7 +527,7 @@ impl Chat {
             .get(&member)
             .map(|m| m.nick.clone())
             .unwrap_or_default();
-        let Some(r) = self.rooms.get_mut(k.as_str()) else {
+        let Some(r) = self.rooms.get_mut(&*k) else {
             out.push((
                 member,
                 Arc::new(error(ErrorCode::NotInRoom, format!("no room {room}"))),
@@ -543,7 +569,7 @@ impl Chat {
 
     fn names(&self, room: &str) -> Vec<String> {
         self.rooms
-            .get(key(room).as_str())
+            .get(&*key(room))
             .map(|r| {
                 r.members
                     .iter()
@@ -556,7 +582,7 @@ impl Chat {
     /// The room's name as first written, or `room` if it does not exist.
     fn display(&self, room: &str) -> String {
         self.rooms
-            .get(key(room).as_str())
+            .get(&*key(room))
             .map_or_else(|| room.to_owned(), |r| r.name.clone())
     }
 

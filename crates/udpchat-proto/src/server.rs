@@ -990,7 +990,7 @@ impl Server {
             self.flush_guest(from);
             return;
         }
-        let mut outbox = if trimmed == "/who" {
+        let outbox = if trimmed == "/who" {
             self.chat.apply(
                 MemberId::Guest(from),
                 ClientMessage::Who {
@@ -1003,21 +1003,17 @@ impl Server {
                 .char_indices()
                 .nth(MAX_TEXT)
                 .map_or(line.len(), |(i, _)| i);
-            let text = line[..end].to_owned();
-            self.chat.apply(
+            let mut text = line;
+            text.truncate(end);
+            self.chat.say_in(
                 MemberId::Guest(from),
-                ClientMessage::Say {
-                    room: self.config.default_room.clone(),
-                    text,
-                },
+                &self.config.default_room,
+                text,
+                false,
             )
         } else {
             Outbox::new()
         };
-        // A guest does not get its own line back.
-        outbox.retain(|(to, msg)| {
-            !(*to == MemberId::Guest(from) && matches!(**msg, ServerMessage::Message { .. }))
-        });
         self.deliver_all(now, outbox);
         self.flush_guest(from);
     }
@@ -1226,6 +1222,16 @@ fn guest_line(message: &ServerMessage) -> Option<String> {
     })
 }
 
+/// The pieces joined, in a string allocated once at its final size (`format!` guesses the
+/// size and grows: a reallocation for most chat lines).
+fn concat(pieces: &[&str]) -> String {
+    let mut out = String::with_capacity(pieces.iter().map(|p| p.len()).sum());
+    for piece in pieces {
+        out.push_str(piece);
+    }
+    out
+}
+
 fn guest_line_raw(message: &ServerMessage) -> Option<String> {
     Some(match message {
         ServerMessage::Message {
@@ -1233,7 +1239,7 @@ fn guest_line_raw(message: &ServerMessage) -> Option<String> {
             kind: MessageKind::Say,
             text,
             ..
-        } => format!("{from}: {text}"),
+        } => concat(&[from.as_str(), ": ", text.as_str()]),
         ServerMessage::Message {
             from,
             kind: MessageKind::Action,

@@ -44,7 +44,10 @@ pub fn is_unsafe_for_terminal(c: char) -> bool {
 /// DEL `^?`), and C1 and bidi controls as `<U+XXXX>`. Everything else, tab, wide characters,
 /// combining marks and emoji included, is kept. Borrows when nothing needs replacing.
 pub fn neutralize(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(is_unsafe_for_terminal) {
+    // Printable ASCII and tab (the usual line) are safe: checked a byte at a time, which the
+    // compiler vectorises, before the character-by-character check.
+    let plain_ascii = text.bytes().all(|b| matches!(b, b' '..=b'~' | b'\t'));
+    if plain_ascii || !text.chars().any(is_unsafe_for_terminal) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
@@ -99,6 +102,23 @@ mod tests {
             "",
         ] {
             assert!(matches!(neutralize(s), Cow::Borrowed(_)), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn neutralize_borrows_exactly_when_no_character_is_unsafe() {
+        let chars = (0..0x3000u32)
+            .chain(0xfff0..0x1_0000)
+            .filter_map(char::from_u32);
+        for c in chars {
+            let line = format!("ab\t{c}cd");
+            let borrowed = matches!(neutralize(&line), Cow::Borrowed(_));
+            assert_eq!(
+                borrowed,
+                !is_unsafe_for_terminal(c),
+                "U+{:04X}",
+                u32::from(c)
+            );
         }
     }
 
