@@ -414,25 +414,31 @@ impl Connection {
             return Err(SendError::QueueFull(message));
         }
         self.queued_bytes += message.len();
-        let chunks: Vec<&[u8]> = if message.is_empty() {
-            vec![&[]]
-        } else {
-            message.chunks(self.segment_payload()).collect()
-        };
-        let count = chunks.len();
-        for (i, chunk) in chunks.into_iter().enumerate() {
-            let seq = self.send_base.wrapping_add(self.out.len() as u32);
-            self.out.push_back(OutSegment {
-                seq,
-                first: i == 0,
-                last: i + 1 == count,
-                payload: chunk.to_vec(),
-                sent: None,
-                acked: false,
-                lost: false,
-            });
+        let segment_payload = self.segment_payload();
+        if message.len() <= segment_payload {
+            // One segment (the usual chat line): it takes the message itself, no copy.
+            self.push_segment(true, true, message);
+            return Ok(());
+        }
+        let count = message.len().div_ceil(segment_payload);
+        for (i, chunk) in message.chunks(segment_payload).enumerate() {
+            self.push_segment(i == 0, i + 1 == count, chunk.to_vec());
         }
         Ok(())
+    }
+
+    /// Queues one segment of a message.
+    fn push_segment(&mut self, first: bool, last: bool, payload: Vec<u8>) {
+        let seq = self.send_base.wrapping_add(self.out.len() as u32);
+        self.out.push_back(OutSegment {
+            seq,
+            first,
+            last,
+            payload,
+            sent: None,
+            acked: false,
+            lost: false,
+        });
     }
 
     /// Closes the connection: a Close datagram goes out, then the connection lingers a few RTOs
