@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use super::rtt::{RtoBounds, RttEstimator};
 use crate::wire::message::MAX_TEXT;
 use crate::wire::packet::{
-    Ack, CloseCode, ConnectionId, DATA_FIXED_LEN, HEADER_LEN, MAX_DATAGRAM, Packet,
+    Ack, CloseCode, ConnectionId, DATA_FIXED_LEN, DataWriter, HEADER_LEN, MAX_DATAGRAM, Packet,
     SEGMENT_HEADER_LEN, Segment,
 };
 
@@ -603,7 +603,11 @@ impl Connection {
     /// then, if nothing else, an acknowledgement or a keepalive probe.
     fn poll_data(&mut self, now: Instant) -> Option<Vec<u8>> {
         let mut budget = self.config.max_datagram - HEADER_LEN - DATA_FIXED_LEN;
-        let mut segments = Vec::new();
+        let (id, token, max_datagram) = (self.id, self.token, self.config.max_datagram);
+        let ack = self.current_ack();
+        // Written as segments are taken, straight from the queue (no copy of a payload);
+        // created with the first one, so that a call with nothing to send allocates nothing.
+        let mut datagram: Option<DataWriter> = None;
         let window_end = self.send_base.wrapping_add(self.config.max_in_flight);
         for seg in self.out.iter_mut() {
             if seg.seq.wrapping_sub(self.send_base) >= window_end.wrapping_sub(self.send_base) {
@@ -628,18 +632,16 @@ impl Connection {
             seg.sent = Some((now, count));
             self.stats.segments_sent += 1;
             seg.lost = false;
-            segments.push(Segment {
-                seq: seg.seq,
-                first: seg.first,
-                last: seg.last,
-                payload: seg.payload.clone(),
-            });
+            datagram
+                .get_or_insert_with(|| DataWriter::new(max_datagram, id, token, ack))
+                .push_segment(seg.seq, seg.first, seg.last, &seg.payload);
         }
+        let has_segments = datagram.is_some();
         let ack_due = self.ack_deadline.is_some_and(|d| now >= d);
-        if segments.is_empty() && !ack_due && !self.probe_due {
+        if !has_segments && !ack_due && !self.probe_due {
             return None;
         }
-        let ack_requested = self.probe_due && segments.is_empty();
+        let ack_requested = self.probe_due && !has_segments;
         if self.probe_due {
             self.probe_sent_at = Some(now);
         }
@@ -648,16 +650,9 @@ impl Connection {
         self.unacknowledged_segments = 0;
         self.last_sent = now;
         self.stats.datagrams_sent += 1;
-        Some(
-            Packet::Data {
-                connection: self.id,
-                token: self.token,
-                ack_requested,
-                ack: self.current_ack(),
-                segments,
-            }
-            .to_bytes(),
-        )
+        let datagram = datagram
+            .unwrap_or_else(|| DataWriter::new(HEADER_LEN + DATA_FIXED_LEN, id, token, ack));
+        Some(datagram.finish(ack_requested))
     }
 
     /// What we have received, as an [`Ack`].

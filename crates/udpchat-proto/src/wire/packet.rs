@@ -368,11 +368,7 @@ impl Packet {
             }
             Packet::Close { connection, .. } => (PacketKind::Close, 0, *connection),
         };
-        out.put_u8(MARKER);
-        out.put_u8(VERSION);
-        out.put_u8(kind as u8);
-        out.put_u8(flags);
-        out.put_u64(connection.0);
+        put_header(out, kind, flags, connection);
         match self {
             Packet::Hello { nonce, cookie } => {
                 out.put_u64(*nonce);
@@ -421,11 +417,15 @@ impl Packet {
                 segments,
                 ..
             } => {
-                out.put_u64(*token);
-                out.put_u32(ack.next_expected);
-                out.put_u64(ack.sack);
+                put_data_fields(out, *token, *ack);
                 for segment in segments {
-                    segment.encode(out);
+                    put_segment(
+                        out,
+                        segment.seq,
+                        segment.first,
+                        segment.last,
+                        &segment.payload,
+                    );
                 }
             }
             Packet::Close { token, reason, .. } => {
@@ -467,20 +467,67 @@ impl Segment {
     pub fn encoded_len(&self) -> usize {
         SEGMENT_HEADER_LEN + self.payload.len()
     }
+}
 
-    fn encode(&self, out: &mut Vec<u8>) {
-        out.put_u32(self.seq);
-        let mut flags = 0;
-        if self.first {
-            flags |= SEG_FIRST;
+/// The header every packet starts with.
+fn put_header(out: &mut Vec<u8>, kind: PacketKind, flags: u8, connection: ConnectionId) {
+    out.put_u8(MARKER);
+    out.put_u8(VERSION);
+    out.put_u8(kind as u8);
+    out.put_u8(flags);
+    out.put_u64(connection.0);
+}
+
+/// A Data packet's fields after the header, before its segments.
+fn put_data_fields(out: &mut Vec<u8>, token: u64, ack: Ack) {
+    out.put_u64(token);
+    out.put_u32(ack.next_expected);
+    out.put_u64(ack.sack);
+}
+
+fn put_segment(out: &mut Vec<u8>, seq: u32, first: bool, last: bool, payload: &[u8]) {
+    out.put_u32(seq);
+    let mut flags = 0;
+    if first {
+        flags |= SEG_FIRST;
+    }
+    if last {
+        flags |= SEG_LAST;
+    }
+    out.put_u8(flags);
+    // Payloads are at most MAX_SEGMENT_PAYLOAD bytes, far below u16::MAX.
+    out.put_u16(u16::try_from(payload.len()).unwrap_or(u16::MAX));
+    out.extend_from_slice(payload);
+}
+
+/// Writes a Data datagram a segment at a time from borrowed payloads: the bytes
+/// [`Packet::Data`] encodes to, without each payload copied into a [`Segment`] first (a
+/// sender keeps its payloads queued for retransmission, so a packet would need copies).
+#[derive(Debug)]
+pub struct DataWriter {
+    datagram: Vec<u8>,
+}
+
+impl DataWriter {
+    /// A Data datagram of `connection` with no segment yet, in a buffer of `capacity` bytes.
+    pub fn new(capacity: usize, connection: ConnectionId, token: u64, ack: Ack) -> Self {
+        let mut datagram = Vec::with_capacity(capacity.max(HEADER_LEN + DATA_FIXED_LEN));
+        put_header(&mut datagram, PacketKind::Data, 0, connection);
+        put_data_fields(&mut datagram, token, ack);
+        Self { datagram }
+    }
+
+    /// Appends a segment.
+    pub fn push_segment(&mut self, seq: u32, first: bool, last: bool, payload: &[u8]) {
+        put_segment(&mut self.datagram, seq, first, last, payload);
+    }
+
+    /// The datagram, with the ack-requested flag as given.
+    pub fn finish(mut self, ack_requested: bool) -> Vec<u8> {
+        if ack_requested {
+            self.datagram[3] |= FLAG_ACK_REQUESTED;
         }
-        if self.last {
-            flags |= SEG_LAST;
-        }
-        out.put_u8(flags);
-        // Payloads are at most MAX_SEGMENT_PAYLOAD bytes, far below u16::MAX.
-        out.put_u16(u16::try_from(self.payload.len()).unwrap_or(u16::MAX));
-        out.extend_from_slice(&self.payload);
+        self.datagram
     }
 }
 
@@ -493,6 +540,37 @@ mod tests {
         assert_eq!(bytes.len(), packet.encoded_len(), "{packet:?}");
         assert_eq!(Packet::decode(&bytes).as_ref(), Ok(packet));
         bytes
+    }
+
+    #[test]
+    fn data_writer_writes_what_a_data_packet_encodes_to() {
+        for (segments, ack_requested) in [(0usize, false), (0, true), (1, false), (3, true)] {
+            let segments: Vec<Segment> = (0..segments)
+                .map(|i| Segment {
+                    seq: 1000 + i as u32,
+                    first: i == 0,
+                    last: i % 2 == 1,
+                    payload: vec![i as u8; 10 * i],
+                })
+                .collect();
+            let (connection, token) = (ConnectionId(0x0102_0304_0506_0708), 42);
+            let ack = Ack {
+                next_expected: 7,
+                sack: 0b101,
+            };
+            let packet = Packet::Data {
+                connection,
+                token,
+                ack_requested,
+                ack,
+                segments: segments.clone(),
+            };
+            let mut writer = DataWriter::new(0, connection, token, ack);
+            for s in &segments {
+                writer.push_segment(s.seq, s.first, s.last, &s.payload);
+            }
+            assert_eq!(writer.finish(ack_requested), round_trip(&packet));
+        }
     }
 
     #[test]
