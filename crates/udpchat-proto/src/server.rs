@@ -990,7 +990,7 @@ impl Server {
             self.flush_guest(from);
             return;
         }
-        let outbox = if trimmed == "/who" {
+        let mut outbox = if trimmed == "/who" {
             self.chat.apply(
                 MemberId::Guest(from),
                 ClientMessage::Who {
@@ -1005,15 +1005,15 @@ impl Server {
                 .map_or(line.len(), |(i, _)| i);
             let mut text = line;
             text.truncate(end);
-            self.chat.say_in(
-                MemberId::Guest(from),
-                &self.config.default_room,
-                text,
-                false,
-            )
+            self.chat
+                .say_in(MemberId::Guest(from), &self.config.default_room, text)
         } else {
             Outbox::new()
         };
+        // A guest does not get its own line back.
+        outbox.retain(|(to, msg)| {
+            !(*to == MemberId::Guest(from) && matches!(**msg, ServerMessage::Message { .. }))
+        });
         self.deliver_all(now, outbox);
         self.flush_guest(from);
     }
