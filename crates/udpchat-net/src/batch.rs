@@ -134,21 +134,17 @@ impl BatchIo {
                 .take(SEND_BATCH)
                 .take_while(|(a, _)| a.is_ipv4() == first.is_ipv4());
             let result = if first.is_ipv4() {
-                self.v4_addresses.clear();
-                self.v4_addresses
-                    .extend(chunk.clone().map(|(a, _)| match a {
-                        SocketAddr::V4(v4) => Some(SockaddrIn::from(v4)),
-                        SocketAddr::V6(_) => None,
-                    }));
-                send_chunk(fd, &mut self.v4_headers, &self.v4_addresses, chunk)
+                let v4 = |a| match a {
+                    SocketAddr::V4(v4) => Some(SockaddrIn::from(v4)),
+                    SocketAddr::V6(_) => None,
+                };
+                send_chunk(fd, &mut self.v4_headers, &mut self.v4_addresses, chunk, v4)
             } else {
-                self.v6_addresses.clear();
-                self.v6_addresses
-                    .extend(chunk.clone().map(|(a, _)| match a {
-                        SocketAddr::V6(v6) => Some(SockaddrIn6::from(v6)),
-                        SocketAddr::V4(_) => None,
-                    }));
-                send_chunk(fd, &mut self.v6_headers, &self.v6_addresses, chunk)
+                let v6 = |a| match a {
+                    SocketAddr::V6(v6) => Some(SockaddrIn6::from(v6)),
+                    SocketAddr::V4(_) => None,
+                };
+                send_chunk(fd, &mut self.v6_headers, &mut self.v6_addresses, chunk, v6)
             };
             match result {
                 Ok(0) | Err(Errno::EAGAIN) => return done,
@@ -165,19 +161,23 @@ impl BatchIo {
     }
 }
 
-/// One `sendmmsg` of `chunk` to `addresses`; how many went out.
+/// One `sendmmsg` of `chunk`, its destinations converted by `address` into `addresses` (kept
+/// to reuse the allocation); how many went out.
 fn send_chunk<'a, S: SockaddrLike + Copy>(
     fd: RawFd,
     headers: &mut MultiHeaders<S>,
-    addresses: &[Option<S>],
-    chunk: impl Iterator<Item = (SocketAddr, &'a [u8])>,
+    addresses: &mut Vec<Option<S>>,
+    chunk: impl Iterator<Item = (SocketAddr, &'a [u8])> + Clone,
+    address: impl Fn(SocketAddr) -> Option<S>,
 ) -> Result<usize, Errno> {
+    addresses.clear();
+    addresses.extend(chunk.clone().map(|(a, _)| address(a)));
     let slices: Vec<[IoSlice<'_>; 1]> = chunk.map(|(_, d)| [IoSlice::new(d)]).collect();
     sendmmsg(
         fd,
         headers,
         slices.iter(),
-        addresses,
+        addresses.as_slice(),
         [],
         MsgFlags::MSG_DONTWAIT,
     )
