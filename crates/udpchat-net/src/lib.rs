@@ -13,4 +13,4 @@ mod serve;
 
 pub use batch::{BATCH, BatchIo, SEND_BATCH};
 pub use random::OsRandom;
-pub use serve::{IO_LOOP_BOUND, Wire, serve};
+pub use serve::{IO_LOOP_BOUND, OUTPUT_BOUND, Wire, serve};

@@ -556,6 +556,15 @@ impl Server {
         self.guests.len()
     }
 
+    /// Datagrams ready to go out that nothing received later can join (one line each for
+    /// guests that take a line per datagram, Welcomes, refusals): a driver that has many
+    /// should send them before it takes more input. What framed members and line-reading
+    /// guests are owed is not counted: it shares datagrams, and a bigger turn lets it share
+    /// more.
+    pub fn unjoinable_datagrams(&self) -> usize {
+        self.direct.len()
+    }
+
     /// Nothing left to do: no connection, no guest, nothing to send.
     pub fn is_idle(&self) -> bool {
         self.peers.is_empty()

@@ -961,3 +961,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn unjoinable_datagrams_counts_the_lines_for_guests_that_take_one_per_datagram() {
+    let mut world = World::new(Faults::none(), 4, ServerConfig::default());
+    let labs = [addr(920), addr(921), addr(922)];
+    let nc = addr(923);
+    for lab in labs {
+        validate_guest(&mut world, lab, "");
+    }
+    validate_guest(&mut world, nc, "\n");
+    world.run(Duration::from_secs(1));
+    assert_eq!(world.server.unjoinable_datagrams(), 0);
+    let now = world.now;
+    world
+        .server
+        .handle_datagram(now, labs[0], b"one line for the room");
+    // The two other lab-style guests get a datagram each; the line for the guest that reads
+    // lines may still be joined by more, and the sender gets nothing.
+    assert_eq!(world.server.unjoinable_datagrams(), 2);
+    while world.server.poll_transmit(now).is_some() {}
+    assert_eq!(world.server.unjoinable_datagrams(), 0);
+}
