@@ -1231,16 +1231,8 @@ fn guest_line(message: &ServerMessage) -> Option<String> {
     })
 }
 
-/// The pieces joined, in a string allocated once at its final size (`format!` guesses the
-/// size and grows: a reallocation for most chat lines).
-fn concat(pieces: &[&str]) -> String {
-    let mut out = String::with_capacity(pieces.iter().map(|p| p.len()).sum());
-    for piece in pieces {
-        out.push_str(piece);
-    }
-    out
-}
-
+/// The usual line (someone said something) is joined with `concat`, which allocates once at
+/// the final size; `format!` guesses and grows (a reallocation for most chat lines).
 fn guest_line_raw(message: &ServerMessage) -> Option<String> {
     Some(match message {
         ServerMessage::Message {
@@ -1248,7 +1240,7 @@ fn guest_line_raw(message: &ServerMessage) -> Option<String> {
             kind: MessageKind::Say,
             text,
             ..
-        } => concat(&[from.as_str(), ": ", text.as_str()]),
+        } => [from.as_str(), ": ", text.as_str()].concat(),
         ServerMessage::Message {
             from,
             kind: MessageKind::Action,
