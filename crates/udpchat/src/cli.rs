@@ -114,6 +114,10 @@ pub struct BenchArgs {
     /// Deliveries per second offered in the paced (latency) runs.
     #[arg(long, default_value_t = 20_000)]
     pub latency_load: u32,
+    /// Times each target's latency and capacity are measured (in turns with the other
+    /// targets); the median is reported, and every repeat's capacity with it.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub repeat: u32,
     /// Idle framed members for the memory run (0 skips it).
     #[arg(long, default_value_t = 10_000)]
     pub idle: usize,

@@ -487,6 +487,8 @@ fn bench_measures_a_small_room_and_writes_its_report() {
         "relay,udpchat-plain,udpchat-nc",
         "--duration",
         "0.2",
+        "--repeat",
+        "2",
         "--idle",
         "20",
         "--out",
@@ -506,11 +508,16 @@ fn bench_measures_a_small_room_and_writes_its_report() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("N=2: capacity in deliveries/s, relative to the minimal relay"),
+        stdout.contains("N=2: median capacity in deliveries/s, relative to the minimal relay"),
         "{stdout}"
+    );
+    assert!(
+        stdout.contains("| relay | 2 | capacity | 2 |"),
+        "the second repeat is run and shown: {stdout}"
     );
     let table = std::fs::read_to_string(out.join("bench-results.md")).unwrap();
     assert!(table.contains("| relay | 2 | capacity |"), "{table}");
+    assert!(table.contains("## Every run"), "{table}");
     let svg = std::fs::read_to_string(out.join("bench-deliveries.svg")).unwrap();
     assert!(svg.contains("<title>relay N=2"), "{svg}");
 }
@@ -523,4 +530,7 @@ fn bench_refuses_bad_arguments_in_one_line() {
     let (code, _, stderr) = support::run_udpchat(&["bench", "--members", "1"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("at least 2 members"), "{stderr}");
+    let (code, _, stderr) = support::run_udpchat(&["bench", "--repeat", "0"]);
+    assert_eq!(code, 2, "a usage error, as clap reports them");
+    assert!(stderr.contains("--repeat"), "{stderr}");
 }

@@ -275,6 +275,8 @@ pub struct RunResult {
     pub generator_cpu: f64,
     /// The capacity round (the highest offered rate that passed), not the paced one.
     pub capacity: bool,
+    /// Which of the repeated measurements this is (1 for the first).
+    pub repeat: u32,
 }
 
 impl RunResult {
@@ -339,13 +341,24 @@ async fn drive(args: &BenchArgs) -> Result<ExitCode> {
     }
     let scratch = std::env::temp_dir().join(format!("udpchat-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
-    let mut results = Vec::new();
+    let mut results: Vec<RunResult> = Vec::new();
     println!("{}", report::header());
+    // The repeats of one room size take turns with the other targets, so that a slow minute
+    // of the machine falls on one repeat of several targets, not on every repeat of one.
     for &members in &sizes {
-        for &target in &targets {
-            for result in measure(args, target, members, &scratch).await? {
-                println!("{}", report::row(&result));
-                results.push(result);
+        for repeat in 1..=args.repeat {
+            for &target in &targets {
+                let earlier: Vec<&RunResult> = results
+                    .iter()
+                    .filter(|r| r.capacity && r.target == target && r.members == members)
+                    .collect();
+                let start =
+                    report::median_by(&earlier, |r| r.deliveries_per_sec).map(|r| r.rate / 2);
+                for mut result in measure(args, target, members, start, &scratch).await? {
+                    result.repeat = repeat;
+                    println!("{}", report::row(&result));
+                    results.push(result);
+                }
             }
         }
     }
@@ -476,6 +489,7 @@ impl Rig {
             target_cpu: cpu.as_secs_f64() / seconds,
             generator_cpu: generator.as_secs_f64() / seconds,
             capacity: false,
+            repeat: 1,
         };
         eprintln!(
             "bench:   {:.0} deliveries/s, loss {:.2}%, p99 {} µs, {:.2} µs of target CPU per delivery: {}",
@@ -504,14 +518,16 @@ pub const P99_LIMIT_US: u32 = 100_000;
 const CAPACITY_BISECTIONS: u32 = 4;
 
 /// Measures one target with `members` members: latency at the paced load, then its capacity:
-/// the offered rate doubles until a round fails, then [`CAPACITY_BISECTIONS`] bisection steps;
-/// the best passing
-/// round is the capacity. A failed round may leave backlog behind, so the next one gets a
-/// fresh target and members.
+/// the offered rate doubles (from `start` messages/s, or 10,000 deliveries/s) until a round
+/// fails, then [`CAPACITY_BISECTIONS`] bisection steps; the best passing round is the
+/// capacity. A failed round may leave backlog behind, so the next one gets a fresh target and
+/// members. A repeat starts from half the capacity found before: a round or two of doubling
+/// instead of five or more.
 async fn measure(
     args: &BenchArgs,
     target: Target,
     members: usize,
+    start: Option<u32>,
     scratch: &std::path::Path,
 ) -> Result<Vec<RunResult>> {
     let senders = members.min(args.senders);
@@ -529,7 +545,7 @@ async fn measure(
     let mut rig = Some(rig);
     let mut best: Option<RunResult> = None;
     let mut failed: Option<u32> = None;
-    let mut rate = per_delivery(10_000.0);
+    let mut rate = start.unwrap_or_else(|| per_delivery(10_000.0)).max(1);
     let mut bisections = 0;
     loop {
         let current = match rig.as_mut() {

@@ -12,16 +12,17 @@ use crate::cli::BenchArgs;
 
 /// The table's header.
 pub fn header() -> String {
-    "| target | members | run | senders | offered msg/s | sent | deliveries/s | loss | p50 µs | p99 µs | p99.9 µs | target CPU µs/delivery | target CPU | generator CPU |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".to_owned()
+    "| target | members | run | repeat | senders | offered msg/s | sent | deliveries/s | loss | p50 µs | p99 µs | p99.9 µs | target CPU µs/delivery | target CPU | generator CPU |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".to_owned()
 }
 
 /// One run as a table row.
 pub fn row(r: &RunResult) -> String {
     let run = if r.capacity { "capacity" } else { "paced" };
     format!(
-        "| {} | {} | {run} | {} | {} | {} | {:.0} | {:.2}% | {} | {} | {} | {:.2} | {:.0}% | {:.0}% |",
+        "| {} | {} | {run} | {} | {} | {} | {} | {:.0} | {:.2}% | {} | {} | {} | {:.2} | {:.0}% | {:.0}% |",
         r.target.name(),
         r.members,
+        r.repeat,
         r.senders,
         r.rate,
         r.sent,
@@ -48,34 +49,85 @@ pub fn memory_line(m: &MemoryResult) -> String {
     )
 }
 
-fn capacity(results: &[RunResult], target: Target, members: usize) -> Option<&RunResult> {
-    results
-        .iter()
-        .find(|r| r.target == target && r.members == members && r.capacity)
+/// The element whose `key` is the median (the lower of the middle two for an even count).
+pub fn median_by<'a>(
+    runs: &[&'a RunResult],
+    key: impl Fn(&RunResult) -> f64,
+) -> Option<&'a RunResult> {
+    let mut sorted = runs.to_vec();
+    sorted.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    sorted.get(sorted.len().saturating_sub(1) / 2).copied()
 }
 
-/// The ratios the targets are judged by, one line each.
+fn runs_of(
+    results: &[RunResult],
+    target: Target,
+    members: usize,
+    capacity: bool,
+) -> Vec<&RunResult> {
+    results
+        .iter()
+        .filter(|r| r.target == target && r.members == members && r.capacity == capacity)
+        .collect()
+}
+
+/// The runs that stand for all the repeats, in the order first measured: for each target
+/// and room size, the paced run of median p99 latency and the capacity run of median
+/// deliveries per second.
+pub fn medians(results: &[RunResult]) -> Vec<RunResult> {
+    let mut out: Vec<RunResult> = Vec::new();
+    for r in results {
+        if out
+            .iter()
+            .any(|o| o.target == r.target && o.members == r.members && o.capacity == r.capacity)
+        {
+            continue;
+        }
+        let runs = runs_of(results, r.target, r.members, r.capacity);
+        let median = if r.capacity {
+            median_by(&runs, |r| r.deliveries_per_sec)
+        } else {
+            median_by(&runs, |r| f64::from(r.latency_us[1]))
+        };
+        out.extend(median.cloned());
+    }
+    out
+}
+
+/// The ratios the targets are judged by, one line each: median capacities, with every
+/// repeat's capacity (thousands of deliveries/s) in brackets.
 pub fn ratios(results: &[RunResult]) -> Vec<String> {
     let mut sizes: Vec<usize> = results.iter().map(|r| r.members).collect();
     sizes.dedup();
+    let each = |target: Target, n: usize| -> String {
+        runs_of(results, target, n, true)
+            .iter()
+            .map(|r| format!("{:.0}", r.deliveries_per_sec / 1e3))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut lines = Vec::new();
     for n in sizes {
-        let Some(relay) = capacity(results, Target::Relay, n) else {
+        let capacity =
+            |target| median_by(&runs_of(results, target, n, true), |r| r.deliveries_per_sec);
+        let Some(relay) = capacity(Target::Relay) else {
             continue;
         };
         let base = relay.deliveries_per_sec.max(1.0);
         let mut parts = Vec::new();
         for target in [Target::Plain, Target::Lines, Target::Framed, Target::Python] {
-            if let Some(r) = capacity(results, target, n) {
+            if let Some(r) = capacity(target) {
                 parts.push(format!(
-                    "{} {:.2}x",
+                    "{} {:.2}x [{}]",
                     target.name(),
-                    r.deliveries_per_sec / base
+                    r.deliveries_per_sec / base,
+                    each(target, n)
                 ));
             }
         }
         lines.push(format!(
-            "N={n}: capacity in deliveries/s, relative to the minimal relay ({base:.0}/s): {}",
+            "N={n}: median capacity in deliveries/s, relative to the minimal relay's ({base:.0}/s) [each repeat, thousands/s: {}]: {}",
+            each(Target::Relay, n),
             parts.join(", ")
         ));
     }
@@ -97,18 +149,23 @@ pub fn write(
     let _ = writeln!(md, "# udpchat bench: results\n");
     let _ = writeln!(
         md,
-        "Written by `udpchat bench` (see [PERFORMANCE.md](PERFORMANCE.md)); arguments: members {}, targets {}, {} s per run, {}-byte messages, up to {} senders, paced runs at {} deliveries/s.\n",
+        "Written by `udpchat bench` (see [PERFORMANCE.md](PERFORMANCE.md)); arguments: members {}, targets {}, {} repeats, {} s per run, {}-byte messages, up to {} senders, paced runs at {} deliveries/s.\n",
         args.members,
         args.targets,
+        args.repeat,
         args.duration.as_secs_f64(),
         args.payload,
         args.senders,
         args.latency_load
     );
     let _ = writeln!(md, "Machine: {}.\n", machine());
+    let _ = writeln!(
+        md,
+        "The median of the repeats: for each target and room size, the paced run of median p99 and the capacity run of median deliveries/s (column *repeat* says which).\n"
+    );
     let _ = writeln!(md, "{}", header());
-    for r in results {
-        let _ = writeln!(md, "{}", row(r));
+    for r in medians(results) {
+        let _ = writeln!(md, "{}", row(&r));
     }
     let _ = writeln!(md);
     for line in ratios(results) {
@@ -116,6 +173,12 @@ pub fn write(
     }
     if let Some(m) = memory {
         let _ = writeln!(md, "- {}", memory_line(m));
+    }
+    if args.repeat > 1 {
+        let _ = writeln!(md, "\n## Every run\n\n{}", header());
+        for r in results {
+            let _ = writeln!(md, "{}", row(r));
+        }
     }
     let table = dir.join("bench-results.md");
     std::fs::write(&table, md).with_context(|| format!("writing {}", table.display()))?;
@@ -146,7 +209,8 @@ fn machine() -> String {
 /// Grouped bars: capacity in deliveries per second, one group per room size, one bar per
 /// target.
 pub fn svg(results: &[RunResult]) -> String {
-    let flat: Vec<&RunResult> = results.iter().filter(|r| r.capacity).collect();
+    let medians = medians(results);
+    let flat: Vec<&RunResult> = medians.iter().filter(|r| r.capacity).collect();
     let mut sizes: Vec<usize> = flat.iter().map(|r| r.members).collect();
     sizes.dedup();
     let mut targets: Vec<Target> = Vec::new();
@@ -172,7 +236,7 @@ pub fn svg(results: &[RunResult]) -> String {
     let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         out,
-        r#"<text x="{}" y="20" text-anchor="middle" font-size="14">Capacity: deliveries per second with ≤1% loss and p99 ≤ 100 ms, by room size</text>"#,
+        r#"<text x="{}" y="20" text-anchor="middle" font-size="14">Capacity (median): deliveries per second with ≤1% loss and p99 ≤ 100 ms, by room size</text>"#,
         width / 2.0
     );
     for i in 0..=4 {
@@ -258,6 +322,7 @@ mod tests {
             target_cpu: 0.5,
             generator_cpu: 0.9,
             capacity,
+            repeat: 1,
         }
     }
 
@@ -271,13 +336,13 @@ mod tests {
         ];
         let r = row(&results[1]);
         assert!(
-            r.contains("| udpchat-plain | 10 | capacity | 2 | 0 | 100 | 180000 | 10.00% | 100 | 900 | 2000 | 3.25 |"),
+            r.contains("| udpchat-plain | 10 | capacity | 1 | 2 | 0 | 100 | 180000 | 10.00% | 100 | 900 | 2000 | 3.25 |"),
             "{r}"
         );
         assert_eq!(
             ratios(&results),
             [
-                "N=10: capacity in deliveries/s, relative to the minimal relay (200000/s): udpchat-plain 0.90x, udpchat-framed 0.50x"
+                "N=10: median capacity in deliveries/s, relative to the minimal relay's (200000/s) [each repeat, thousands/s: 200]: udpchat-plain 0.90x [180], udpchat-framed 0.50x [100]"
             ]
         );
         let svg = svg(&results);
@@ -288,5 +353,56 @@ mod tests {
             "one bar per capacity run"
         );
         assert!(svg.contains("udpchat-framed N=10: 100000/s"));
+    }
+
+    #[test]
+    fn repeats_are_summed_up_by_their_median() {
+        let repeat = |mut r: RunResult, n: u32| {
+            r.repeat = n;
+            r
+        };
+        let paced = |p99: u32, n: u32| {
+            let mut r = repeat(result(Target::Plain, 10, 2222, 20_000.0), n);
+            r.latency_us[1] = p99;
+            r
+        };
+        let results = vec![
+            paced(900, 1),
+            repeat(result(Target::Plain, 10, 5, 300_000.0), 1),
+            repeat(result(Target::Relay, 10, 5, 400_000.0), 1),
+            paced(5000, 2),
+            repeat(result(Target::Plain, 10, 5, 360_000.0), 2),
+            repeat(result(Target::Relay, 10, 5, 380_000.0), 2),
+            paced(700, 3),
+            repeat(result(Target::Plain, 10, 5, 380_000.0), 3),
+            repeat(result(Target::Relay, 10, 5, 350_000.0), 3),
+        ];
+        let medians = medians(&results);
+        let picked: Vec<(Target, bool, u32)> = medians
+            .iter()
+            .map(|r| (r.target, r.capacity, r.repeat))
+            .collect();
+        assert_eq!(
+            picked,
+            [
+                (Target::Plain, false, 1),
+                (Target::Plain, true, 2),
+                (Target::Relay, true, 2)
+            ]
+        );
+        assert_eq!(
+            ratios(&results),
+            [
+                "N=10: median capacity in deliveries/s, relative to the minimal relay's (380000/s) [each repeat, thousands/s: 400, 380, 350]: udpchat-plain 0.95x [300, 360, 380]"
+            ]
+        );
+        assert!(svg(&results).contains("udpchat-plain N=10: 360000/s"));
+        let two = [&results[1], &results[4]];
+        assert_eq!(
+            median_by(&two, |r| r.deliveries_per_sec).map(|r| r.repeat),
+            Some(1),
+            "of two, the lower"
+        );
+        assert!(median_by(&[], |r| r.deliveries_per_sec).is_none());
     }
 }
