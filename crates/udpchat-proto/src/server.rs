@@ -931,7 +931,7 @@ impl Server {
                     let Some(peer) = self.peers.get_mut(&id) else {
                         continue;
                     };
-                    match peer.conn.send_message(encoding.framed().to_vec()) {
+                    match peer.conn.send_message(encoding.framed().clone()) {
                         Ok(()) => self.mark_ready(id),
                         // A member that cannot keep up is cut off rather than waited for:
                         // one slow member never stalls a room.
@@ -1194,7 +1194,7 @@ fn pop_due<K: Ord + Copy>(
 /// A message on its way to members, with its encodings made on first use.
 struct Encoded {
     message: Arc<ServerMessage>,
-    framed: Option<Vec<u8>>,
+    framed: Option<Bytes>,
     guest_line: Option<Option<Bytes>>,
 }
 
@@ -1207,9 +1207,10 @@ impl Encoded {
         }
     }
 
-    /// As a framed member receives it.
-    fn framed(&mut self) -> &[u8] {
-        self.framed.get_or_insert_with(|| self.message.to_bytes())
+    /// As a framed member receives it: one buffer that every member's queue shares.
+    fn framed(&mut self) -> &Bytes {
+        self.framed
+            .get_or_insert_with(|| Bytes::from(self.message.to_bytes()))
     }
 
     /// As a guest sees it (one line, no newline), if a guest is shown it at all.

@@ -32,6 +32,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::rtt::{RtoBounds, RttEstimator};
 use crate::wire::message::MAX_TEXT;
 use crate::wire::packet::{
@@ -151,7 +153,9 @@ struct OutSegment {
     seq: u32,
     first: bool,
     last: bool,
-    payload: Vec<u8>,
+    /// Shared with the message it belongs to (and, for a room's message, with the same
+    /// segment in every other member's queue): queuing it copies nothing.
+    payload: Bytes,
     /// When it was last sent, and how many times; `None` before the first send.
     sent: Option<(Instant, u32)>,
     acked: bool,
@@ -397,38 +401,47 @@ impl Connection {
 
     // ---------------------------------------------------------------- commands
 
-    /// Queues one message for reliable, in-order delivery.
+    /// Queues one message for reliable, in-order delivery. A [`Bytes`] is queued as it is,
+    /// without a copy (a message of several segments as slices of it): the server hands every
+    /// member of a room the same encoded message.
     ///
     /// # Errors
     /// [`SendError`], with the message handed back.
-    pub fn send_message(&mut self, message: Vec<u8>) -> Result<(), SendError> {
+    pub fn send_message(&mut self, message: impl Into<Bytes>) -> Result<(), SendError> {
+        let message: Bytes = message.into();
         if self.phase != Phase::Open {
-            return Err(SendError::Closed(message));
+            return Err(SendError::Closed(message.into()));
         }
         if message.len() > MAX_MESSAGE {
-            return Err(SendError::TooLarge(message));
+            return Err(SendError::TooLarge(message.into()));
         }
         if self.queued_bytes > 0 && self.queued_bytes + message.len() > self.config.max_queued_bytes
         {
             self.blocked = true;
-            return Err(SendError::QueueFull(message));
+            return Err(SendError::QueueFull(message.into()));
         }
         self.queued_bytes += message.len();
         let segment_payload = self.segment_payload();
         if message.len() <= segment_payload {
-            // One segment (the usual chat line): it takes the message itself, no copy.
+            // One segment (the usual chat line): the message itself (a slice would make a
+            // unique buffer shared, an allocation).
             self.push_segment(true, true, message);
             return Ok(());
         }
         let count = message.len().div_ceil(segment_payload);
-        for (i, chunk) in message.chunks(segment_payload).enumerate() {
-            self.push_segment(i == 0, i + 1 == count, chunk.to_vec());
+        for i in 0..count {
+            let end = ((i + 1) * segment_payload).min(message.len());
+            self.push_segment(
+                i == 0,
+                i + 1 == count,
+                message.slice(i * segment_payload..end),
+            );
         }
         Ok(())
     }
 
     /// Queues one segment of a message.
-    fn push_segment(&mut self, first: bool, last: bool, payload: Vec<u8>) {
+    fn push_segment(&mut self, first: bool, last: bool, payload: Bytes) {
         let seq = self.send_base.wrapping_add(self.out.len() as u32);
         self.out.push_back(OutSegment {
             seq,
