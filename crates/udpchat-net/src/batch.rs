@@ -63,9 +63,27 @@ impl BatchIo {
         }
     }
 
+    /// For sending only: no receive buffers (a sending thread's; [`recv_batch`](Self::recv_batch)
+    /// receives nothing).
+    pub fn for_sending() -> Self {
+        Self {
+            buffers: Vec::new(),
+            received: Vec::new(),
+            recv_headers: MultiHeaders::preallocate(0, None),
+            v4_headers: MultiHeaders::preallocate(SEND_BATCH, None),
+            v6_headers: MultiHeaders::preallocate(SEND_BATCH, None),
+            v4_addresses: Vec::with_capacity(SEND_BATCH),
+            v6_addresses: Vec::with_capacity(SEND_BATCH),
+        }
+    }
+
     /// Receives what is waiting on `socket`, up to [`BATCH`] datagrams, without blocking;
     /// calls `each` with every datagram and its source. Returns how many came (0: none was
     /// waiting).
+    ///
+    /// One `BatchIo` receives on sockets of one family only: nix hands the kernel each
+    /// address slot with the length the kernel last wrote into it, so after an IPv4 source
+    /// (16 bytes) an IPv6 one (28) would come back cut short.
     ///
     /// # Errors
     /// A socket error other than "nothing waiting" (an ICMP error for an earlier datagram
@@ -246,6 +264,71 @@ mod tests {
                     .unwrap(),
                 0
             );
+        }
+    }
+
+    /// A dual-stack socket (IPv6, `IPV6_V6ONLY` off) bound to `[::]` on any free port.
+    fn dual_stack() -> UdpSocket {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, bind, socket, sockopt};
+        let fd = socket(
+            AddressFamily::Inet6,
+            SockType::Datagram,
+            SockFlag::empty(),
+            None,
+        )
+        .unwrap();
+        nix::sys::socket::setsockopt(&fd, sockopt::Ipv6V6Only, &false).unwrap();
+        let any = std::net::SocketAddrV6::new(std::net::Ipv6Addr::UNSPECIFIED, 0, 0, 0);
+        bind(fd.as_raw_fd(), &SockaddrIn6::from(any)).unwrap();
+        UdpSocket::from(fd)
+    }
+
+    #[test]
+    fn a_batch_to_both_families_goes_out_in_order_from_a_dual_stack_socket() {
+        let a = dual_stack();
+        let port = a.local_addr().unwrap().port();
+        let b4 = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b6 = UdpSocket::bind("[::1]:0").unwrap();
+        let (to4, to6) = (b4.local_addr().unwrap(), b6.local_addr().unwrap());
+        // Runs of one family, each ended by the other: one `sendmmsg` per run.
+        let order = [to6, to4, to4, to6, to6, to4, to6];
+        let payloads: Vec<Vec<u8>> = (0..order.len() as u8).map(|i| vec![i; 3]).collect();
+        let datagrams: Vec<(SocketAddr, &[u8])> = order
+            .iter()
+            .zip(&payloads)
+            .map(|(to, d)| (*to, d.as_slice()))
+            .collect();
+        let mut io = BatchIo::for_sending();
+        let mut sent = 0;
+        while sent < datagrams.len() {
+            wait(&a, PollFlags::POLLOUT);
+            sent += io.send_batch(&a, datagrams[sent..].iter().copied());
+        }
+        for (socket, to, from) in [
+            (&b4, to4, SocketAddr::from(([127, 0, 0, 1], port))),
+            (
+                &b6,
+                to6,
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+            ),
+        ] {
+            let expected: Vec<Vec<u8>> = order
+                .iter()
+                .zip(&payloads)
+                .filter(|(t, _)| **t == to)
+                .map(|(_, d)| d.clone())
+                .collect();
+            let mut io = BatchIo::new();
+            let mut got = Vec::new();
+            while got.len() < expected.len() {
+                wait(socket, PollFlags::POLLIN);
+                io.recv_batch(socket, |source, d| {
+                    assert_eq!(source, from);
+                    got.push(d.to_vec());
+                })
+                .unwrap();
+            }
+            assert_eq!(got, expected, "to {to}: every datagram, in order");
         }
     }
 }
