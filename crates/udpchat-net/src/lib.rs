@@ -8,9 +8,10 @@
 //! - [`BatchIo`]: `recvmmsg`/`sendmmsg`, many datagrams per system call.
 
 mod batch;
+mod lanes;
 mod random;
 mod serve;
 
 pub use batch::{BATCH, BatchIo, SEND_BATCH};
 pub use random::OsRandom;
-pub use serve::{IO_LOOP_BOUND, OUTPUT_BOUND, Wire, serve};
+pub use serve::{IO_LOOP_BOUND, OUTPUT_BOUND, ServeOptions, Wire, serve, serve_with};

@@ -25,6 +25,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use udpchat_proto::server::{Server, ServerEvent, Transmit};
 
 use crate::batch::{BATCH, BatchIo, SEND_BATCH};
+use crate::lanes::Lanes;
 
 /// Datagrams handled per turn of the loop before timers and output get their turn, so that a
 /// flood cannot starve them (quinn's `IO_LOOP_BOUND`, smoltcp's poll "DoS warning"): a few
@@ -56,16 +57,19 @@ pub enum Wire<'a> {
     Sent(SocketAddr, &'a [u8]),
 }
 
-/// Runs `server` on `socket` (on a thread of its own) until `shutdown` completes, then tells
-/// every client the server is going and returns once they are told (or after a short grace
-/// period).
-///
-/// Every [`ServerEvent`] is passed to `log`, and every datagram to `watch`, on the server's
-/// thread.
+/// How [`serve_with`] runs the server.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Threads that share the sending with the server's own (see the `lanes` module): each
+    /// destination is sent to by one thread for good, so every member still receives in the
+    /// server's order. 0: the server's thread sends everything.
+    pub sending_threads: usize,
+}
+
+/// [`serve_with`] with the default options: one thread.
 ///
 /// # Errors
-/// Only a failure of the socket itself (or of the thread); errors about single datagrams (a
-/// peer gone, ICMP) are logged and the loop goes on.
+/// As [`serve_with`].
 pub async fn serve(
     socket: UdpSocket,
     server: Server,
@@ -73,7 +77,37 @@ pub async fn serve(
     log: impl FnMut(ServerEvent) + Send + 'static,
     watch: impl FnMut(Wire<'_>) + Send + 'static,
 ) -> io::Result<()> {
+    serve_with(
+        socket,
+        server,
+        &ServeOptions::default(),
+        shutdown,
+        log,
+        watch,
+    )
+    .await
+}
+
+/// Runs `server` on `socket` (on a thread of its own) until `shutdown` completes, then tells
+/// every client the server is going and returns once they are told (or after a short grace
+/// period).
+///
+/// Every [`ServerEvent`] is passed to `log`, and every datagram to `watch`, on the server's
+/// thread (a datagram for a sending thread when it is handed over).
+///
+/// # Errors
+/// Only a failure of the socket itself (or of a thread); errors about single datagrams (a
+/// peer gone, ICMP) are logged and the loop goes on.
+pub async fn serve_with(
+    socket: UdpSocket,
+    server: Server,
+    options: &ServeOptions,
+    shutdown: impl Future<Output = ()>,
+    log: impl FnMut(ServerEvent) + Send + 'static,
+    watch: impl FnMut(Wire<'_>) + Send + 'static,
+) -> io::Result<()> {
     socket.set_nonblocking(true)?;
+    let lanes = Lanes::start(&socket, options.sending_threads)?;
     // Shutdown is a flag the thread reads every turn, and a datagram on this pair that wakes
     // it when it sleeps.
     let asked = Arc::new(AtomicBool::new(false));
@@ -87,7 +121,7 @@ pub async fn serve(
     let thread = std::thread::Builder::new()
         .name("udpchat-server".into())
         .spawn(move || {
-            let result = run(&socket, server, &stop, log, watch);
+            let result = run(&socket, server, lanes, &stop, log, watch);
             let _ = done_sender.send(result);
         })?;
     tokio::pin!(shutdown);
@@ -111,9 +145,11 @@ struct Stop {
 }
 
 /// The server's loop: output, events, timers, input; sleeps only when there is no input.
+/// Returning lets the sending threads finish what they were given.
 fn run(
     socket: &UdpSocket,
     mut server: Server,
+    mut lanes: Lanes,
     stop: &Stop,
     mut log: impl FnMut(ServerEvent),
     mut watch: impl FnMut(Wire<'_>),
@@ -126,7 +162,14 @@ fn run(
     let mut drained = true;
     loop {
         // Output first: everything the last input produced.
-        drive_transmit(socket, &mut io, &mut server, &mut pending, &mut watch);
+        drive_transmit(
+            socket,
+            &mut io,
+            &mut server,
+            &mut lanes,
+            &mut pending,
+            &mut watch,
+        );
         while let Some(event) = server.poll_event() {
             log(event);
         }
@@ -220,11 +263,13 @@ fn timeout_until(deadline: Option<Instant>, now: Instant) -> PollTimeout {
 
 /// Sends what the server has to send, a batch per system call, until done or the socket's
 /// buffer is full; what does not fit is kept, in order, and retried when the socket is
-/// writable (quinn's `buffered_transmit`).
+/// writable (quinn's `buffered_transmit`). Datagrams for the sending threads' destinations
+/// are handed to them.
 fn drive_transmit(
     socket: &UdpSocket,
     io: &mut BatchIo,
     server: &mut Server,
+    lanes: &mut Lanes,
     pending: &mut VecDeque<Transmit>,
     watch: &mut impl FnMut(Wire<'_>),
 ) {
@@ -234,11 +279,18 @@ fn drive_transmit(
     loop {
         while pending.len() < SEND_BATCH {
             match server.poll_transmit(now) {
-                Some(transmit) => pending.push_back(transmit),
+                Some(transmit) => match lanes.lane_of(transmit.destination) {
+                    0 => pending.push_back(transmit),
+                    lane => {
+                        watch(Wire::Sent(transmit.destination, &transmit.payload));
+                        lanes.push(lane, transmit);
+                    }
+                },
                 None => break,
             }
         }
         if pending.is_empty() {
+            lanes.flush();
             return;
         }
         let wanted = pending.len();
@@ -250,6 +302,7 @@ fn drive_transmit(
             watch(Wire::Sent(transmit.destination, &transmit.payload));
         }
         if sent < wanted {
+            lanes.flush();
             return;
         }
     }

@@ -118,6 +118,14 @@ pub struct BenchArgs {
     /// targets); the median is reported, and every repeat's capacity with it.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub repeat: u32,
+    /// Sending threads for the udpchat targets (`serve --sending-threads`).
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
+    pub sending_threads: u16,
+    /// Pin neither target nor load to a CPU, and let the load sleep when idle instead of
+    /// busy-polling: the target may use every CPU the load leaves (to measure sending
+    /// threads; latency gets noisier).
+    #[arg(long)]
+    pub unpinned: bool,
     /// Idle framed members for the memory run (0 skips it).
     #[arg(long, default_value_t = 10_000)]
     pub idle: usize,
@@ -153,6 +161,10 @@ pub struct ServeArgs {
     /// the data directory ($XDG_DATA_HOME/udpchat or ~/.local/share/udpchat).
     #[arg(long, value_name = "PATH")]
     pub key_file: Option<std::path::PathBuf>,
+    /// Threads that share the sending with the server's own, each sending to its share of
+    /// the members (every member still receives in order). 0: one thread does everything.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
+    pub sending_threads: u16,
 }
 
 /// Arguments of `udpchat join`.

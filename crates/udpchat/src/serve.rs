@@ -75,7 +75,10 @@ pub fn run(args: &ServeArgs, tracer: Tracer) -> Result<ExitCode> {
             Wire::Received(from, bytes) => tracer.datagram(Direction::Received, local, from, bytes),
             Wire::Sent(to, bytes) => tracer.datagram(Direction::Sent, local, to, bytes),
         };
-        udpchat_net::serve(socket, server, shutdown, log_event, watch).await?;
+        let options = udpchat_net::ServeOptions {
+            sending_threads: usize::from(args.sending_threads),
+        };
+        udpchat_net::serve_with(socket, server, &options, shutdown, log_event, watch).await?;
         output::status("stopped");
         Ok(ExitCode::SUCCESS)
     })

@@ -489,6 +489,8 @@ fn bench_measures_a_small_room_and_writes_its_report() {
         "0.2",
         "--repeat",
         "2",
+        "--sending-threads",
+        "1",
         "--idle",
         "20",
         "--out",
@@ -518,6 +520,7 @@ fn bench_measures_a_small_room_and_writes_its_report() {
     let table = std::fs::read_to_string(out.join("bench-results.md")).unwrap();
     assert!(table.contains("| relay | 2 | capacity |"), "{table}");
     assert!(table.contains("## Every run"), "{table}");
+    assert!(table.contains("ran with `--sending-threads 1`"), "{table}");
     let svg = std::fs::read_to_string(out.join("bench-deliveries.svg")).unwrap();
     assert!(svg.contains("<title>relay N=2"), "{svg}");
 }
@@ -533,4 +536,15 @@ fn bench_refuses_bad_arguments_in_one_line() {
     let (code, _, stderr) = support::run_udpchat(&["bench", "--repeat", "0"]);
     assert_eq!(code, 2, "a usage error, as clap reports them");
     assert!(stderr.contains("--repeat"), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_a_bad_number_of_sending_threads_in_one_line() {
+    for bad in ["65", "two"] {
+        let (code, _, stderr) =
+            support::run_udpchat(&["serve", "--port", "0", "--sending-threads", bad]);
+        assert_eq!(code, 2, "{bad}: a usage error");
+        assert!(stderr.contains("--sending-threads"), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
 }

@@ -55,7 +55,8 @@ fn expect_join(client: &Proc, room: &str, nick: &str) {
 
 #[test]
 fn json_clients_chat_with_history_private_messages_and_isolated_rooms() {
-    let (_server, port) = serve(&[]);
+    // With sending threads: each client's datagrams may come from one of three threads.
+    let (_server, port) = serve(&["--sending-threads", "2"]);
     let mut ada = join(port, "ada", &[]);
     expect_join(&ada, "lobby", "ada");
     ada.send_line("first");

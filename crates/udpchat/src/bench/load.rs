@@ -67,6 +67,9 @@ pub struct Plan {
     /// Members per room: member `i` is in room `bench{i / room_size}` (framed members only;
     /// guests all share the server's default room).
     pub room_size: usize,
+    /// Run on any CPU and sleep when idle (`bench --unpinned`), instead of busy-polling on
+    /// a CPU of its own.
+    pub unpinned: bool,
 }
 
 /// What one member saw in one round.
@@ -305,7 +308,7 @@ impl Engine {
     }
 
     fn run(mut self) {
-        if let Some((_, cpus)) = super::cpu_split() {
+        if let Some((_, cpus)) = super::cpu_split().filter(|_| !self.plan.unpinned) {
             // This thread only (pid 0): the orchestrator's thread stays free.
             let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus);
         }
@@ -343,7 +346,8 @@ impl Engine {
             }
             self.admit()?;
             let now = Instant::now();
-            let busy = self.round.is_some_and(|r| !self.reported && now < r.end);
+            let busy =
+                self.round.is_some_and(|r| !self.reported && now < r.end) && !self.plan.unpinned;
             let timeout = if busy {
                 EpollTimeout::ZERO
             } else {

@@ -147,7 +147,7 @@ struct TargetProcess {
 }
 
 impl TargetProcess {
-    fn start(target: Target, scratch: &std::path::Path) -> Result<Self> {
+    fn start(target: Target, args: &BenchArgs, scratch: &std::path::Path) -> Result<Self> {
         let exe = std::env::current_exe().context("finding the udpchat binary")?;
         let mut command = match target {
             Target::Framed | Target::Plain | Target::Lines => {
@@ -163,6 +163,8 @@ impl TargetProcess {
                 ])
                 .arg("--key-file")
                 .arg(scratch.join("bench-server.key"));
+                c.arg("--sending-threads")
+                    .arg(args.sending_threads.to_string());
                 c
             }
             Target::Relay => {
@@ -199,7 +201,9 @@ impl TargetProcess {
         };
         // Keep draining stderr so the target never blocks on it.
         std::thread::spawn(move || for _ in lines {});
-        pin_target(child.id());
+        if !args.unpinned {
+            pin_target(child.id());
+        }
         Ok(Self { child, address })
     }
 
@@ -363,7 +367,7 @@ async fn drive(args: &BenchArgs) -> Result<ExitCode> {
         }
     }
     let memory = if args.idle > 0 {
-        Some(measure_memory(args.idle, &scratch).await?)
+        Some(measure_memory(args, &scratch).await?)
     } else {
         None
     };
@@ -395,7 +399,7 @@ impl Rig {
         members: usize,
         scratch: &std::path::Path,
     ) -> Result<Self> {
-        let process = TargetProcess::start(target, scratch)?;
+        let process = TargetProcess::start(target, args, scratch)?;
         let plan = Plan {
             kind: target.member_kind(),
             target: process.address,
@@ -404,6 +408,7 @@ impl Rig {
             senders: members.min(args.senders),
             payload: args.payload,
             room_size: members,
+            unpinned: args.unpinned,
         };
         let load = Load::join(&plan, Instant::now(), Duration::from_secs(300))
             .await
@@ -588,8 +593,9 @@ async fn measure(
 /// announced to everyone before: N² notices).
 const IDLE_ROOM: usize = 100;
 
-async fn measure_memory(members: usize, scratch: &std::path::Path) -> Result<MemoryResult> {
-    let process = TargetProcess::start(Target::Framed, scratch)?;
+async fn measure_memory(args: &BenchArgs, scratch: &std::path::Path) -> Result<MemoryResult> {
+    let members = args.idle;
+    let process = TargetProcess::start(Target::Framed, args, scratch)?;
     let empty_kib = process.rss_kib();
     let half = members / 2;
     let plan = |first: usize, count: usize| Plan {
@@ -600,6 +606,7 @@ async fn measure_memory(members: usize, scratch: &std::path::Path) -> Result<Mem
         senders: 0,
         payload: 0,
         room_size: IDLE_ROOM,
+        unpinned: args.unpinned,
     };
     let first_half = Load::join(&plan(0, half), Instant::now(), Duration::from_secs(300))
         .await

@@ -158,6 +158,18 @@ pub fn write(
         args.senders,
         args.latency_load
     );
+    if args.sending_threads > 0 || args.unpinned {
+        let _ = writeln!(
+            md,
+            "The udpchat targets ran with `--sending-threads {}`; target and load {}.\n",
+            args.sending_threads,
+            if args.unpinned {
+                "unpinned, the load sleeping when idle"
+            } else {
+                "pinned to CPUs of their own"
+            }
+        );
+    }
     let _ = writeln!(md, "Machine: {}.\n", machine());
     let _ = writeln!(
         md,
