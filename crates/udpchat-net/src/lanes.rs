@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError, channel, sync_channel};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use udpchat_proto::server::Transmit;
@@ -25,6 +26,10 @@ const HANDOVER: usize = 4 * SEND_BATCH;
 
 /// Batches a lane may have waiting before the server's thread waits for it.
 const LANE_DEPTH: usize = 4;
+
+/// How long a lane may make no progress (its socket buffer never taking a datagram) before it
+/// drops the rest of its batch: the bound on how long it can hold the server's thread.
+const STUCK: Duration = Duration::from_secs(2);
 
 /// The sending threads, as the server's thread sees them.
 pub(crate) struct Lanes {
@@ -143,19 +148,31 @@ fn send_lane(
     let mut io = BatchIo::for_sending();
     while let Ok(mut batch) = batches.recv() {
         let mut sent = 0;
+        let mut progress = Instant::now();
         while sent < batch.len() {
-            sent += io.send_batch(
+            let went = io.send_batch(
                 socket,
                 batch[sent..]
                     .iter()
                     .map(|t| (t.destination, &t.payload[..])),
             );
-            if sent < batch.len() {
-                // The buffer is full; it drains as loopback or the NIC takes datagrams. The
-                // timeout only bounds a wait whose wake-up went astray.
-                let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLOUT)];
-                let _ = poll(&mut fds, PollTimeout::from(10u8));
+            sent += went;
+            if sent == batch.len() {
+                break;
             }
+            let now = Instant::now();
+            if went > 0 {
+                progress = now;
+            } else if now >= progress + STUCK {
+                // Nothing could be sent for seconds: drop the rest, as a network would,
+                // rather than hold the server (and its shutdown) behind this lane.
+                tracing::debug!(dropped = batch.len() - sent, "sending lane stuck");
+                break;
+            }
+            // The buffer is full; it drains as loopback or the NIC takes datagrams. The
+            // timeout only bounds a wait whose wake-up went astray.
+            let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLOUT)];
+            let _ = poll(&mut fds, PollTimeout::from(10u8));
         }
         batch.clear();
         let _ = give_back.send(batch);
@@ -166,7 +183,6 @@ fn send_lane(
 mod tests {
     use super::*;
     use std::net::UdpSocket;
-    use std::time::Duration;
 
     use bytes::Bytes;
 

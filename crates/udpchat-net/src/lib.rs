@@ -3,7 +3,9 @@
 //! [`udpchat_proto`].
 //!
 //! - [`serve`]: runs a [`Server`](udpchat_proto::server::Server) on a UDP socket, on a thread
-//!   of its own that waits in `poll(2)` (not epoll: see the module's note on what that costs).
+//!   of its own that waits in `poll(2)` (not epoll: see the module's note on what that costs);
+//!   [`serve_with`] adds sending threads that share the output, each member's datagrams sent
+//!   by one of them, in order.
 //! - [`OsRandom`]: unpredictable randomness for connection ids and tokens.
 //! - [`BatchIo`]: `recvmmsg`/`sendmmsg`, many datagrams per system call.
 

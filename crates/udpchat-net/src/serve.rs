@@ -1,5 +1,7 @@
 //! The server driver: one thread, one socket; datagrams move in batches ([`BatchIo`]:
 //! `recvmmsg`/`sendmmsg`) and the thread sleeps in `poll(2)` only when nothing is waiting.
+//! Optionally, sending threads take a share of the output ([`ServeOptions`], the `lanes`
+//! module).
 //!
 //! Why a thread and `poll(2)` rather than a tokio task on epoll: a socket registered with epoll
 //! keeps a waiter on its wait queue for its whole life, and the kernel then wakes that waiter

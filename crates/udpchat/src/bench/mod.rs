@@ -390,6 +390,8 @@ struct Rig {
     process: TargetProcess,
     load: Load,
     members: usize,
+    /// The target is pinned to its CPU (not `--unpinned`).
+    pinned: bool,
 }
 
 impl Rig {
@@ -417,6 +419,7 @@ impl Rig {
             process,
             load,
             members,
+            pinned: !args.unpinned,
         };
         rig.settle().await;
         Ok(rig)
@@ -455,6 +458,11 @@ impl Rig {
             self.process.child.id(),
             duration.as_secs_f64()
         );
+        if self.pinned {
+            // Again: threads the target started after it said it was listening (its sending
+            // threads) belong on its CPU too.
+            pin_target(self.process.child.id());
+        }
         let round = self.load.start(rate, duration);
         tokio::time::sleep_until(round.start.into()).await;
         let (cpu_before, generator_before) = (self.process.cpu(), cpu_of("/proc/self/stat"));
