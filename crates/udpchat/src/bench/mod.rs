@@ -352,10 +352,7 @@ async fn drive(args: &BenchArgs) -> Result<ExitCode> {
     for &members in &sizes {
         for repeat in 1..=args.repeat {
             for &target in &targets {
-                let earlier: Vec<&RunResult> = results
-                    .iter()
-                    .filter(|r| r.capacity && r.target == target && r.members == members)
-                    .collect();
+                let earlier = report::runs_of(&results, target, members, true);
                 let start =
                     report::median_by(&earlier, |r| r.deliveries_per_sec).map(|r| r.rate / 2);
                 for mut result in measure(args, target, members, start, &scratch).await? {

@@ -59,7 +59,8 @@ pub fn median_by<'a>(
     sorted.get(sorted.len().saturating_sub(1) / 2).copied()
 }
 
-fn runs_of(
+/// The capacity runs (`capacity`) or paced runs of `target` with `members` members.
+pub fn runs_of(
     results: &[RunResult],
     target: Target,
     members: usize,
