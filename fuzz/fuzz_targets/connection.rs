@@ -36,7 +36,9 @@ use libfuzzer_sys::fuzz_target;
 use udpchat_proto::reliable::{
     CloseReason, Connection, ConnectionConfig, ConnectionEvent, SendError,
 };
-use udpchat_proto::wire::packet::{Ack, CloseCode, ConnectionId, MAX_DATAGRAM, Packet, Segment};
+use udpchat_proto::wire::packet::{
+    Ack, CloseCode, ConnectionId, MAX_DATAGRAM, Packet, PacketRef, Segment,
+};
 
 const ID: ConnectionId = ConnectionId(1);
 const TOKEN: u64 = 7;
@@ -90,9 +92,19 @@ fn run(data: &[u8]) {
             0 | 1 => {
                 let len = input.u8();
                 let bytes = input.bytes(len.into());
-                if let Ok(packet) = Packet::decode(bytes) {
-                    a_forged = true;
-                    a.conn.handle_packet(now, packet);
+                // Read in place, as the server and client do.
+                match PacketRef::decode(bytes) {
+                    Ok(PacketRef::Data(data)) => {
+                        a_forged = true;
+                        a.conn.handle_data(now, &data);
+                    }
+                    Ok(_) => {
+                        a_forged = true;
+                        if let Ok(packet) = Packet::decode(bytes) {
+                            a.conn.handle_packet(now, packet);
+                        }
+                    }
+                    Err(_) => {}
                 }
             }
             2 => {
@@ -407,8 +419,11 @@ fn deliver_all(from: &mut Side, to: &mut Side, loss: u8, now: Instant) {
 
 fn receive(to: &mut Side, datagram: &[u8], now: Instant) {
     // The endpoint's checks (id, token, address) pass: it is the peer's own datagram.
-    let packet = Packet::decode(datagram).expect("checked when sent");
-    to.conn.handle_packet(now, packet);
+    match PacketRef::decode(datagram).expect("checked when sent") {
+        PacketRef::Data(data) => to.conn.handle_data(now, &data),
+        PacketRef::Other(packet) => to.conn.handle_packet(now, packet),
+        PacketRef::Sealed { .. } => unreachable!("the connection seals nothing"),
+    }
 }
 
 /// The fuzzer's bytes, read front to back; past the end every read is 0.

@@ -17,7 +17,7 @@ use crate::reliable::{
 };
 use crate::rng::RandomSource;
 use crate::wire::message::{ClientMessage, ServerMessage};
-use crate::wire::packet::{CloseCode, ConnectionId, MAX_DATAGRAM, Packet};
+use crate::wire::packet::{CloseCode, ConnectionId, MAX_DATAGRAM, Packet, PacketRef};
 
 /// How a client behaves.
 #[derive(Debug, Clone)]
@@ -99,6 +99,8 @@ pub struct Client {
     messages_sent: u64,
     /// Messages the server acknowledged, as last reported in an event.
     messages_acknowledged: u64,
+    /// A received datagram, opened (reused: receiving allocates nothing per datagram).
+    opened: Vec<u8>,
 }
 
 impl Client {
@@ -120,6 +122,7 @@ impl Client {
             transport: None,
             messages_sent: 0,
             messages_acknowledged: 0,
+            opened: Vec::new(),
         };
         if let Some(pinned) = client.config.secure {
             match ClientHandshake::new(pinned) {
@@ -132,35 +135,57 @@ impl Client {
 
     /// A datagram from the server (the driver drops datagrams from anyone else).
     pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
-        // Anything malformed or unexpected is ignored: it may be forged, or stale.
-        let Ok(mut packet) = Packet::decode(datagram) else {
+        // Anything malformed or unexpected is ignored: it may be forged, or stale. Read in
+        // place: Data and Sealed datagrams are not copied.
+        let Ok(packet) = PacketRef::decode(datagram) else {
             return;
         };
         // A secure client listens only to sealed datagrams once connected, and only to a
         // SecureWelcome before (a plain Welcome would be a downgrade).
-        if let Some(transport) = self.transport.as_mut() {
-            let Packet::Sealed {
-                connection,
-                nonce,
-                ciphertext,
-            } = packet
-            else {
-                return;
-            };
-            let State::Connected(conn) = &self.state else {
-                return;
-            };
-            if connection != conn.id() {
+        let Some(transport) = self.transport.as_mut() else {
+            self.on_packet(now, packet);
+            return;
+        };
+        let PacketRef::Sealed {
+            connection,
+            nonce,
+            ciphertext,
+        } = packet
+        else {
+            return;
+        };
+        let State::Connected(conn) = &self.state else {
+            return;
+        };
+        if connection != conn.id() {
+            return;
+        }
+        let mut opened = std::mem::take(&mut self.opened);
+        if transport.open_into(nonce, ciphertext, &mut opened).is_ok()
+            && let Ok(inner) = PacketRef::decode(&opened)
+        {
+            self.on_packet(now, inner);
+        }
+        self.opened = opened;
+    }
+
+    /// A datagram that decoded (and, in a secure session, opened).
+    fn on_packet(&mut self, now: Instant, packet: PacketRef<'_>) {
+        let packet = match packet {
+            PacketRef::Data(data) => {
+                if let State::Connected(conn) = &mut self.state
+                    && data.connection == conn.id()
+                    && data.token == conn.token()
+                {
+                    conn.handle_data(now, &data);
+                    self.on_connection_events(now);
+                }
                 return;
             }
-            let Ok(inner) = transport.open(nonce, &ciphertext) else {
-                return;
-            };
-            let Ok(opened) = Packet::decode(&inner) else {
-                return;
-            };
-            packet = opened;
-        }
+            // Never expected here (nor inside another).
+            PacketRef::Sealed { .. } => return,
+            PacketRef::Other(packet) => packet,
+        };
         if let Packet::SecureWelcome {
             connection,
             nonce: echoed,
@@ -207,10 +232,7 @@ impl Client {
             }
             State::Connected(conn) => {
                 match &packet {
-                    Packet::Data {
-                        connection, token, ..
-                    }
-                    | Packet::Close {
+                    Packet::Close {
                         connection, token, ..
                     } if *connection == conn.id() && *token == conn.token() => {}
                     _ => return,

@@ -18,7 +18,8 @@
 
 use snow::params::{DHChoice, NoiseParams};
 
-use crate::wire::packet::{ConnectionId, Packet};
+use crate::wire::packet::{ConnectionId, put_sealed_header};
+use bytes::BytesMut;
 use snow::resolvers::{CryptoResolver, DefaultResolver};
 
 /// The Noise protocol name.
@@ -317,26 +318,42 @@ impl Transport {
 
     /// `datagram` (a Data or Close of `connection`) encrypted as a Sealed datagram; `None` only
     /// once 2^64 nonces are used up.
-    ///
-    /// One buffer: the Sealed header, then the ciphertext written in place behind it (a Sealed
-    /// datagram ends with its ciphertext), not a ciphertext copied into a second buffer.
     pub fn seal_datagram(&mut self, connection: ConnectionId, datagram: &[u8]) -> Option<Vec<u8>> {
-        let nonce = self.take_nonce().ok()?;
-        let header = Packet::Sealed {
-            connection,
-            nonce,
-            ciphertext: Vec::new(),
+        let mut out = BytesMut::with_capacity(SEAL_OVERHEAD + datagram.len() + SLACK);
+        self.seal_datagram_into(connection, datagram, &mut out)
+            .then(|| Vec::from(out))
+    }
+
+    /// [`seal_datagram`](Self::seal_datagram) appended to `out` (a buffer the caller reuses:
+    /// no allocation while it has room); returns whether it was written.
+    ///
+    /// The ciphertext is written in place behind the header (a Sealed datagram ends with its
+    /// ciphertext), not copied from a second buffer.
+    pub fn seal_datagram_into(
+        &mut self,
+        connection: ConnectionId,
+        datagram: &[u8],
+        out: &mut BytesMut,
+    ) -> bool {
+        let Ok(nonce) = self.take_nonce() else {
+            return false;
         };
-        let mut out = Vec::with_capacity(header.encoded_len() + datagram.len() + TAG_LEN + SLACK);
-        header.encode(&mut out);
+        // Room for all of it at once (in a reused buffer, usually there already).
+        out.reserve(SEAL_OVERHEAD + datagram.len() + SLACK);
         let start = out.len();
-        out.resize(start + datagram.len() + TAG_LEN + SLACK, 0);
-        let n = self
-            .state
-            .write_message(nonce, datagram, &mut out[start..])
-            .ok()?;
-        out.truncate(start + n);
-        Some(out)
+        put_sealed_header(out, connection, nonce);
+        let body = out.len();
+        out.resize(body + datagram.len() + TAG_LEN + SLACK, 0);
+        match self.state.write_message(nonce, datagram, &mut out[body..]) {
+            Ok(n) => {
+                out.truncate(body + n);
+                true
+            }
+            Err(_) => {
+                out.truncate(start);
+                false
+            }
+        }
     }
 
     /// Decrypts a datagram's body sent with `nonce`, once: a replay or a tampered byte is
@@ -345,18 +362,37 @@ impl Transport {
     /// # Errors
     /// [`CryptoError::Replayed`] or [`CryptoError::BadMessage`].
     pub fn open(&mut self, nonce: u64, ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut out = Vec::new();
+        self.open_into(nonce, ciphertext, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`open`](Self::open) into `out` (cleared first; a buffer the caller reuses, so that
+    /// receiving allocates nothing once it has grown to a datagram's size).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open); `out` is then empty.
+    pub fn open_into(
+        &mut self,
+        nonce: u64,
+        ciphertext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
+        out.clear();
         if !self.replay.may_accept(nonce) {
             return Err(CryptoError::Replayed);
         }
-        let mut out = vec![0u8; ciphertext.len() + SLACK];
-        let n = self
-            .state
-            .read_message(nonce, ciphertext, &mut out)
-            .map_err(|_| CryptoError::BadMessage)?;
-        out.truncate(n);
+        out.resize(ciphertext.len() + SLACK, 0);
+        match self.state.read_message(nonce, ciphertext, out) {
+            Ok(n) => out.truncate(n),
+            Err(_) => {
+                out.clear();
+                return Err(CryptoError::BadMessage);
+            }
+        }
         // Only an authentic datagram moves the window.
         self.replay.accept(nonce);
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -415,6 +451,7 @@ impl ReplayWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::packet::Packet;
 
     fn server_keys(seed: u8) -> StaticKeypair {
         StaticKeypair::from_private([seed; KEY_LEN]).unwrap()

@@ -16,6 +16,11 @@
 //! drain [`poll_transmit`](Server::poll_transmit), read [`poll_timeout`](Server::poll_timeout),
 //! drain [`poll_event`](Server::poll_event) (for logs).
 //!
+//! The hot path allocates per message, not per datagram (`tests/allocations.rs` counts): a
+//! received Data or Sealed datagram is read in place ([`PacketRef`]) and opened into a buffer
+//! the server reuses, and outgoing datagrams are written into one buffer from which each is
+//! split off as a [`Bytes`] whose space is reused once the driver has sent it.
+//!
 //! Guests: a guest is anyone sending plain text. Its lines are messages in the default room
 //! from a nick derived from its address; `bye` or `peer_timeout` of silence ends it. Until it
 //! shows it is really there, by sending back the code the server gave it (`/ok 1234`), the
@@ -26,7 +31,7 @@ use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 // Maps keyed by what peers send (addresses, ids) hash with foldhash, seeded at random per map:
 // several times faster than SipHash on these small keys and still not predictable from outside.
 use foldhash::{HashMap, HashSet};
@@ -43,7 +48,7 @@ use crate::room::{Chat, ChatLimits, GUEST_PREFIX, MemberId, Outbox};
 use crate::text;
 use crate::wire::is_framed;
 use crate::wire::message::{ClientMessage, MAX_TEXT, MessageKind, ServerMessage};
-use crate::wire::packet::{CloseCode, ConnectionId, MAX_DATAGRAM, Packet};
+use crate::wire::packet::{CloseCode, ConnectionId, DataRef, MAX_DATAGRAM, Packet, PacketRef};
 
 /// How long one cookie window lasts; a cookie stays valid for one to two windows.
 const COOKIE_WINDOW: Duration = Duration::from_secs(30);
@@ -183,6 +188,14 @@ pub enum ServerEvent {
     },
 }
 
+/// An authenticated datagram for a connection.
+enum Input<'a> {
+    /// A Data, read in place.
+    Data(DataRef<'a>),
+    /// A Close.
+    Packet(Packet),
+}
+
 /// A framed client.
 #[derive(Debug)]
 struct Peer {
@@ -225,10 +238,19 @@ struct Guest {
     /// The time of its valid entry in the server's timer queue.
     scheduled: Instant,
     /// Lines for a validated guest that reads lines (`newline`), not sent yet: the lines of
-    /// one turn share a datagram (see [`GUEST_DATAGRAM`]).
+    /// one turn share a datagram (see [`GUEST_DATAGRAM`]). Kept at its size once sent.
     outgoing: Vec<u8>,
     /// It is in the server's `guests_ready`.
     listed: bool,
+}
+
+/// A guest's joined lines as a datagram, copied into the server's outgoing buffer: the guest
+/// keeps its own buffer, at its size, for the next turn's lines (no allocation per datagram).
+fn joined_lines(outgoing: &mut BytesMut, lines: &mut Vec<u8>) -> Bytes {
+    outgoing.reserve(lines.len());
+    outgoing.extend_from_slice(lines);
+    lines.clear();
+    outgoing.split().freeze()
 }
 
 /// The most bytes of lines sent to a guest in one datagram (the framed protocol's datagram
@@ -280,7 +302,19 @@ pub struct Server {
     stats: ServerStats,
     /// Refusal events in the current one-second window: (window start, count).
     refusals_logged: Option<(Instant, u32)>,
+    /// Where framed datagrams are written before they go out: each is split off as a
+    /// [`Bytes`], and once the driver has sent (and dropped) them the buffer's space is
+    /// reused, so sending allocates nothing per datagram.
+    outgoing: BytesMut,
+    /// A connection's next datagram, before it is sealed into `outgoing` (reused).
+    unsealed: Vec<u8>,
+    /// A received datagram, opened (reused).
+    opened: Vec<u8>,
 }
+
+/// The size of [`Server::outgoing`]'s buffer: some fifty full datagrams, enough for what a
+/// driver holds at once.
+const OUTGOING_BUFFER: usize = 64 * 1024;
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -326,6 +360,9 @@ impl Server {
             epoch: None,
             stats: ServerStats::default(),
             refusals_logged: None,
+            outgoing: BytesMut::with_capacity(OUTGOING_BUFFER),
+            unsealed: Vec::new(),
+            opened: Vec::new(),
         }
     }
 
@@ -453,7 +490,7 @@ impl Server {
             if !guest.outgoing.is_empty() {
                 return Some(Transmit {
                     destination: addr,
-                    payload: Bytes::from(std::mem::take(&mut guest.outgoing)),
+                    payload: joined_lines(&mut self.outgoing, &mut guest.outgoing),
                 });
             }
         }
@@ -462,39 +499,40 @@ impl Server {
                 self.ready_set.remove(&id);
                 continue;
             };
-            match peer.conn.poll_transmit(now) {
-                Some(payload) => {
-                    // More may follow: back of the line, so every connection gets its turn.
-                    let destination = peer.addr;
-                    self.ready.push_back(id);
-                    let payload = match peer
-                        .transport
-                        .as_mut()
-                        .map(|t| t.seal_datagram(id, &payload))
-                    {
-                        None => payload,
-                        Some(Some(sealed)) => sealed,
-                        // Sealing fails only when 2^64 nonces are used up: drop it.
-                        Some(None) => continue,
-                    };
-                    return Some(Transmit {
-                        destination,
-                        payload: Bytes::from(payload),
-                    });
-                }
-                None => {
-                    self.ready_set.remove(&id);
-                    if peer.conn.is_drained() {
-                        let addr = peer.addr;
-                        self.peers.remove(&id);
-                        if self.by_addr.get(&addr) == Some(&id) {
-                            self.by_addr.remove(&addr);
+            self.unsealed.clear();
+            if peer.conn.poll_transmit_into(now, &mut self.unsealed) {
+                // More may follow: back of the line, so every connection gets its turn.
+                let destination = peer.addr;
+                self.ready.push_back(id);
+                // Reserving reclaims the buffer's space once every datagram split off it is
+                // dropped (it allocates only while the driver still holds some).
+                match peer.transport.as_mut() {
+                    None => {
+                        self.outgoing.reserve(self.unsealed.len());
+                        self.outgoing.extend_from_slice(&self.unsealed);
+                    }
+                    Some(transport) => {
+                        if !transport.seal_datagram_into(id, &self.unsealed, &mut self.outgoing) {
+                            // Sealing fails only when 2^64 nonces are used up: drop it.
+                            continue;
                         }
-                        self.bound_timers();
-                    } else {
-                        self.schedule_connection(id);
                     }
                 }
+                return Some(Transmit {
+                    destination,
+                    payload: self.outgoing.split().freeze(),
+                });
+            }
+            self.ready_set.remove(&id);
+            if peer.conn.is_drained() {
+                let addr = peer.addr;
+                self.peers.remove(&id);
+                if self.by_addr.get(&addr) == Some(&id) {
+                    self.by_addr.remove(&addr);
+                }
+                self.bound_timers();
+            } else {
+                self.schedule_connection(id);
             }
         }
         None
@@ -576,50 +614,68 @@ impl Server {
     // ---------------------------------------------------------------- framed clients
 
     fn on_framed(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
-        let Ok(packet) = Packet::decode(datagram) else {
+        // Read in place: what comes in most (Data, Sealed) is not copied.
+        let Ok(packet) = PacketRef::decode(datagram) else {
             // Malformed or unauthenticated: silence, whatever it was.
             return;
         };
         match packet {
             // A secure server speaks only the secure handshake, and the other way round.
-            Packet::Hello { nonce, cookie } if self.config.identity.is_none() => {
+            PacketRef::Other(Packet::Hello { nonce, cookie }) if self.config.identity.is_none() => {
                 self.on_hello(now, from, nonce, cookie, None, datagram.len());
             }
-            Packet::SecureHello {
+            PacketRef::Other(Packet::SecureHello {
                 nonce,
                 cookie,
                 noise,
-            } if self.config.identity.is_some() => {
+            }) if self.config.identity.is_some() => {
                 self.on_hello(now, from, nonce, cookie, Some(&noise), datagram.len());
             }
-            Packet::Sealed {
+            PacketRef::Sealed {
                 connection,
                 nonce,
                 ciphertext,
             } => {
-                self.on_sealed(now, from, connection, nonce, &ciphertext);
+                self.on_sealed(now, from, connection, nonce, ciphertext);
             }
-            Packet::Data {
-                connection, token, ..
-            }
-            | Packet::Close {
-                connection, token, ..
-            } => {
-                let Some(peer) = self.peers.get_mut(&connection) else {
-                    return;
-                };
-                // The token proves the sender saw our Welcome; the address must match too
-                // (only a secure connection may move, on authenticated datagrams). Plain
-                // datagrams for a secure connection are refused.
-                if peer.conn.token() != token || peer.addr != from || peer.transport.is_some() {
-                    return;
+            PacketRef::Data(data) => {
+                if self.authentic_plain(from, data.connection, data.token) {
+                    self.on_connection_input(now, data.connection, Input::Data(data));
                 }
-                peer.welcome = Vec::new();
-                peer.conn.handle_packet(now, packet);
-                self.after_connection_input(now, connection);
             }
-            _ => {}
+            PacketRef::Other(
+                close @ Packet::Close {
+                    connection, token, ..
+                },
+            ) => {
+                if self.authentic_plain(from, connection, token) {
+                    self.on_connection_input(now, connection, Input::Packet(close));
+                }
+            }
+            PacketRef::Other(_) => {}
         }
+    }
+
+    /// Whether an unencrypted Data or Close may speak for `connection`: the token proves the
+    /// sender saw our Welcome, and the address must match too (only a secure connection may
+    /// move, on authenticated datagrams). Plain datagrams for a secure connection are refused.
+    fn authentic_plain(&self, from: SocketAddr, connection: ConnectionId, token: u64) -> bool {
+        self.peers.get(&connection).is_some_and(|peer| {
+            peer.conn.token() == token && peer.addr == from && peer.transport.is_none()
+        })
+    }
+
+    /// Hands an authenticated datagram to its connection, then acts on what it produced.
+    fn on_connection_input(&mut self, now: Instant, id: ConnectionId, input: Input<'_>) {
+        if let Some(peer) = self.peers.get_mut(&id) {
+            // Its first authenticated datagram shows the client has our Welcome.
+            peer.welcome = Vec::new();
+            match input {
+                Input::Data(data) => peer.conn.handle_data(now, &data),
+                Input::Packet(packet) => peer.conn.handle_packet(now, packet),
+            }
+        }
+        self.after_connection_input(now, id);
     }
 
     /// An encrypted datagram: only what authenticates under the connection's keys counts, and
@@ -639,22 +695,33 @@ impl Server {
         let Some(transport) = peer.transport.as_mut() else {
             return;
         };
-        let Ok(inner) = transport.open(nonce, ciphertext) else {
+        // Opened into the server's buffer (taken for the while, so that the server can be
+        // used while the datagram is read from it).
+        let mut opened = std::mem::take(&mut self.opened);
+        if transport.open_into(nonce, ciphertext, &mut opened).is_ok() {
+            self.on_opened(now, from, id, &opened);
+        }
+        self.opened = opened;
+    }
+
+    /// The inside of an authentic Sealed datagram of connection `id`.
+    fn on_opened(&mut self, now: Instant, from: SocketAddr, id: ConnectionId, inner: &[u8]) {
+        let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
-        let packet = match Packet::decode(&inner) {
-            Ok(p @ (Packet::Data { .. } | Packet::Close { .. })) => p,
+        let input = match PacketRef::decode(inner) {
+            Ok(PacketRef::Data(data))
+                if data.connection == id && data.token == peer.conn.token() =>
+            {
+                Input::Data(data)
+            }
+            Ok(PacketRef::Other(
+                close @ Packet::Close {
+                    connection, token, ..
+                },
+            )) if connection == id && token == peer.conn.token() => Input::Packet(close),
             _ => return,
         };
-        match &packet {
-            Packet::Data {
-                connection, token, ..
-            }
-            | Packet::Close {
-                connection, token, ..
-            } if *connection == id && *token == peer.conn.token() => {}
-            _ => return,
-        }
         if peer.addr != from {
             let old = std::mem::replace(&mut peer.addr, from);
             if self.by_addr.get(&old) == Some(&id) {
@@ -667,11 +734,7 @@ impl Server {
                 to: from,
             });
         }
-        if let Some(peer) = self.peers.get_mut(&id) {
-            peer.welcome = Vec::new();
-            peer.conn.handle_packet(now, packet);
-        }
-        self.after_connection_input(now, id);
+        self.on_connection_input(now, id, input);
     }
 
     fn on_hello(
@@ -1114,10 +1177,9 @@ impl Server {
             if !guest.outgoing.is_empty() && guest.outgoing.len() + line.len() + 1 > GUEST_DATAGRAM
             {
                 // Full: it goes first, in order (direct output is sent before these).
-                let full = std::mem::take(&mut guest.outgoing);
                 self.direct.push_back(Transmit {
                     destination: addr,
-                    payload: Bytes::from(full),
+                    payload: joined_lines(&mut self.outgoing, &mut guest.outgoing),
                 });
             }
             if !guest.listed {

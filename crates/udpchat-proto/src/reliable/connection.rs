@@ -4,14 +4,19 @@
 //!
 //! Inputs (each takes the current time; the connection never reads a clock):
 //! - [`handle_packet`](Connection::handle_packet): a Data or Close datagram for this connection,
-//!   already decoded and checked (connection id, token, peer address) by the endpoint;
+//!   already decoded and checked (connection id, token, peer address) by the endpoint, or
+//!   [`handle_data`](Connection::handle_data): a Data read in place
+//!   ([`PacketRef`](crate::wire::packet::PacketRef), what a server uses: no copy of the
+//!   segments);
 //! - [`handle_timeout`](Connection::handle_timeout): the deadline from
 //!   [`poll_timeout`](Connection::poll_timeout) has passed (a spurious call does nothing).
 //!
 //! Commands: [`send_message`](Connection::send_message), [`close`](Connection::close).
 //!
 //! Outputs, after any input or command, in this order: drain
-//! [`poll_transmit`](Connection::poll_transmit) and send each datagram; then ask
+//! [`poll_transmit`](Connection::poll_transmit) (or
+//! [`poll_transmit_into`](Connection::poll_transmit_into), into a buffer the caller reuses)
+//! and send each datagram; then ask
 //! [`poll_timeout`](Connection::poll_timeout) for the next deadline; then drain
 //! [`poll_event`](Connection::poll_event). Free the connection once
 //! [`is_drained`](Connection::is_drained).
@@ -37,8 +42,8 @@ use bytes::Bytes;
 use super::rtt::{RtoBounds, RttEstimator};
 use crate::wire::message::MAX_TEXT;
 use crate::wire::packet::{
-    Ack, CloseCode, ConnectionId, DATA_FIXED_LEN, DataWriter, HEADER_LEN, MAX_DATAGRAM, Packet,
-    SEGMENT_HEADER_LEN, Segment,
+    Ack, CloseCode, ConnectionId, DATA_FIXED_LEN, DataRef, DataWriter, HEADER_LEN, MAX_DATAGRAM,
+    Packet, SEGMENT_HEADER_LEN, Segment, SegmentRef,
 };
 
 /// The widest receive window an [`Ack`] can describe: the expected segment plus 64 bits.
@@ -297,58 +302,87 @@ impl Connection {
     /// A datagram for this connection arrived (the endpoint checked id, token and address).
     /// Packets other than Data and Close are ignored.
     pub fn handle_packet(&mut self, now: Instant, packet: Packet) {
-        match self.phase {
-            Phase::Drained => return,
-            Phase::Closing { code, until, .. } => {
-                // We are leaving: answer anything but a Close with our Close again (at most one
-                // per datagram received, so never an amplifier).
-                if !matches!(packet, Packet::Close { .. }) {
-                    self.phase = Phase::Closing {
-                        code,
-                        until,
-                        close_pending: true,
-                    };
-                } else {
-                    self.phase = Phase::Drained;
-                }
-                return;
-            }
-            Phase::Open => {}
+        if !self.arrive(now, matches!(packet, Packet::Close { .. })) {
+            return;
         }
-        self.last_received = now;
-        self.probe_sent_at = None;
-        self.stats.datagrams_received += 1;
         match packet {
             Packet::Data {
                 ack_requested,
                 ack,
                 segments,
                 ..
-            } => {
-                self.on_ack(now, ack);
-                let mut out_of_order = false;
-                self.unacknowledged_segments = self
-                    .unacknowledged_segments
-                    .saturating_add(segments.len() as u32);
-                for segment in segments {
-                    out_of_order |= self.on_segment(segment);
-                    if self.phase == Phase::Drained {
-                        return;
-                    }
-                }
-                // A sender with data to send waits for acks once its window is full: ack at
-                // once every quarter window rather than after the delay (QUIC acks every
-                // second packet; less often here, acks being datagrams a server pays for).
-                if ack_requested
-                    || out_of_order
-                    || self.unacknowledged_segments >= ACK_EVERY_SEGMENTS
-                {
-                    self.ack_deadline = Some(now);
-                }
-            }
+            } => self.on_data(
+                now,
+                ack_requested,
+                ack,
+                segments.iter().map(Segment::as_segment_ref),
+            ),
             Packet::Close { reason, .. } => self.drain(CloseReason::ClosedByPeer(reason)),
             // Handshake packets are the endpoint's business.
             _ => {}
+        }
+    }
+
+    /// A Data datagram for this connection, read in place ([`PacketRef`]): as
+    /// [`handle_packet`](Self::handle_packet), without a copy of its segments (a payload is
+    /// copied only into the message it belongs to).
+    ///
+    /// [`PacketRef`]: crate::wire::packet::PacketRef
+    pub fn handle_data(&mut self, now: Instant, data: &DataRef<'_>) {
+        if self.arrive(now, false) {
+            self.on_data(now, data.ack_requested, data.ack, data.segments());
+        }
+    }
+
+    /// What any datagram does on arrival; whether it is to be read (the connection is open).
+    fn arrive(&mut self, now: Instant, is_close: bool) -> bool {
+        match self.phase {
+            Phase::Drained => false,
+            Phase::Closing { code, until, .. } => {
+                // We are leaving: answer anything but a Close with our Close again (at most
+                // one per datagram received, so never an amplifier).
+                self.phase = if is_close {
+                    Phase::Drained
+                } else {
+                    Phase::Closing {
+                        code,
+                        until,
+                        close_pending: true,
+                    }
+                };
+                false
+            }
+            Phase::Open => {
+                self.last_received = now;
+                self.probe_sent_at = None;
+                self.stats.datagrams_received += 1;
+                true
+            }
+        }
+    }
+
+    /// A Data datagram's acknowledgement and segments.
+    fn on_data<'a>(
+        &mut self,
+        now: Instant,
+        ack_requested: bool,
+        ack: Ack,
+        segments: impl Iterator<Item = SegmentRef<'a>>,
+    ) {
+        self.on_ack(now, ack);
+        let mut out_of_order = false;
+        for segment in segments {
+            self.unacknowledged_segments = self.unacknowledged_segments.saturating_add(1);
+            out_of_order |= self.on_segment(segment);
+            if self.phase == Phase::Drained {
+                return;
+            }
+        }
+        // A sender with data to send waits for acks once its window is full: ack at once
+        // every quarter window rather than after the delay (QUIC acks every second packet;
+        // less often here, acks being datagrams a server pays for).
+        if ack_requested || out_of_order || self.unacknowledged_segments >= ACK_EVERY_SEGMENTS {
+            self.ack_deadline = Some(now);
         }
     }
 
@@ -475,15 +509,23 @@ impl Connection {
 
     /// The next datagram to send, if any.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        self.poll_transmit_into(now, &mut out).then_some(out)
+    }
+
+    /// [`poll_transmit`](Self::poll_transmit) appended to `out`, a buffer the caller reuses
+    /// (a server writes every member's datagrams through one: no allocation per datagram);
+    /// returns whether a datagram was written.
+    pub fn poll_transmit_into(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
         match self.phase {
-            Phase::Drained => None,
+            Phase::Drained => false,
             Phase::Closing {
                 code,
                 until,
                 close_pending,
             } => {
                 if !close_pending {
-                    return None;
+                    return false;
                 }
                 self.phase = Phase::Closing {
                     code,
@@ -491,16 +533,15 @@ impl Connection {
                     close_pending: false,
                 };
                 self.stats.datagrams_sent += 1;
-                Some(
-                    Packet::Close {
-                        connection: self.id,
-                        token: self.token,
-                        reason: code,
-                    }
-                    .to_bytes(),
-                )
+                Packet::Close {
+                    connection: self.id,
+                    token: self.token,
+                    reason: code,
+                }
+                .encode(out);
+                true
             }
-            Phase::Open => self.poll_data(now),
+            Phase::Open => self.poll_data(now, out),
         }
     }
 
@@ -605,21 +646,28 @@ impl Connection {
     /// When the oldest unacknowledged segment times out.
     fn rto_deadline(&self) -> Option<Instant> {
         let rto = self.rtt.rto(&self.config.rto);
-        self.out
-            .iter()
+        self.in_flight_span()
             .filter(|s| !s.acked && !s.lost)
             .filter_map(|s| s.sent.map(|(at, _)| at + rto))
             .min()
     }
 
-    /// Builds a Data datagram: retransmissions first, then new segments within the window,
-    /// then, if nothing else, an acknowledgement or a keepalive probe.
-    fn poll_data(&mut self, now: Instant) -> Option<Vec<u8>> {
+    /// The segments that may have been sent: a segment goes out only inside the window, which
+    /// starts at the oldest unacknowledged one and spans at most [`MAX_WINDOW`] (everything
+    /// queued behind it was never sent).
+    fn in_flight_span(&self) -> impl Iterator<Item = &OutSegment> {
+        self.out.iter().take(MAX_WINDOW as usize)
+    }
+
+    /// Writes a Data datagram to `out`: retransmissions first, then new segments within the
+    /// window, then, if nothing else, an acknowledgement or a keepalive probe. Returns whether
+    /// it wrote one.
+    fn poll_data(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
         let mut budget = self.config.max_datagram - HEADER_LEN - DATA_FIXED_LEN;
         let (id, token, max_datagram) = (self.id, self.token, self.config.max_datagram);
         let ack = self.current_ack();
         // Written as segments are taken, straight from the queue (no copy of a payload);
-        // created with the first one, so that a call with nothing to send allocates nothing.
+        // begun with the first one, so that a call with nothing to send writes nothing.
         let mut datagram: Option<DataWriter> = None;
         let window_end = self.send_base.wrapping_add(self.config.max_in_flight);
         for seg in self.out.iter_mut() {
@@ -646,13 +694,16 @@ impl Connection {
             self.stats.segments_sent += 1;
             seg.lost = false;
             datagram
-                .get_or_insert_with(|| DataWriter::new(max_datagram, id, token, ack))
-                .push_segment(seg.seq, seg.first, seg.last, &seg.payload);
+                .get_or_insert_with(|| {
+                    out.reserve(max_datagram);
+                    DataWriter::begin(out, id, token, ack)
+                })
+                .push_segment(out, seg.seq, seg.first, seg.last, &seg.payload);
         }
         let has_segments = datagram.is_some();
         let ack_due = self.ack_deadline.is_some_and(|d| now >= d);
         if !has_segments && !ack_due && !self.probe_due {
-            return None;
+            return false;
         }
         let ack_requested = self.probe_due && !has_segments;
         if self.probe_due {
@@ -663,9 +714,9 @@ impl Connection {
         self.unacknowledged_segments = 0;
         self.last_sent = now;
         self.stats.datagrams_sent += 1;
-        let datagram = datagram
-            .unwrap_or_else(|| DataWriter::new(HEADER_LEN + DATA_FIXED_LEN, id, token, ack));
-        Some(datagram.finish(ack_requested))
+        let datagram = datagram.unwrap_or_else(|| DataWriter::begin(out, id, token, ack));
+        datagram.finish(out, ack_requested);
+        true
     }
 
     /// What we have received, as an [`Ack`].
@@ -692,7 +743,8 @@ impl Connection {
         }
         let mut newest_sample: Option<(u32, Instant)> = None;
         let mut latest_acked_sent: Option<Instant> = None;
-        for (i, seg) in self.out.iter_mut().enumerate() {
+        // Only what was sent can be acknowledged: the in-flight span, not the whole queue.
+        for (i, seg) in self.out.iter_mut().take(MAX_WINDOW as usize).enumerate() {
             let offset = seg.seq.wrapping_sub(ack.next_expected);
             let sacked = (1..=64).contains(&offset) && ack.sack & (1 << (offset - 1)) != 0;
             if seg.acked || !(i < acked_prefix || sacked) {
@@ -715,24 +767,27 @@ impl Connection {
         }
         // Fast retransmit: a segment is lost when three segments after it in the sequence, and
         // transmitted no earlier (so that a fresh retransmission is not judged by old news),
-        // have been acknowledged.
-        let acked: Vec<(u32, Instant)> = self
-            .out
-            .iter()
-            .filter(|s| s.acked)
-            .filter_map(|s| s.sent.map(|(at, _)| (s.seq, at)))
-            .collect();
-        if acked.len() >= 3 {
-            for seg in self.out.iter_mut().filter(|s| !s.acked && !s.lost) {
+        // have been acknowledged. (Within the span that may have been sent: at most
+        // MAX_WINDOW segments, so this is bounded and allocates nothing.)
+        let span = self.out.len().min(MAX_WINDOW as usize);
+        if self.in_flight_span().filter(|s| s.acked).count() >= 3 {
+            for i in 0..span {
+                let seg = &self.out[i];
+                if seg.acked || seg.lost {
+                    continue;
+                }
                 let Some((sent_at, _)) = seg.sent else {
                     continue;
                 };
-                let later = acked
-                    .iter()
-                    .filter(|(seq, at)| seq.wrapping_sub(seg.seq) < MAX_WINDOW && *at >= sent_at)
+                let seq = seg.seq;
+                let later = self
+                    .in_flight_span()
+                    .filter(|s| s.acked)
+                    .filter_map(|s| s.sent.map(|(at, _)| (s.seq, at)))
+                    .filter(|(q, at)| q.wrapping_sub(seq) < MAX_WINDOW && *at >= sent_at)
                     .count();
                 if later >= 3 {
-                    seg.lost = true;
+                    self.out[i].lost = true;
                 }
             }
         }
@@ -742,7 +797,12 @@ impl Connection {
             let rtt = self.rtt.smoothed().unwrap_or(self.config.rto.initial);
             let rtt = rtt.max(self.rtt.latest().unwrap_or(rtt));
             let loss_delay = (rtt * 9 / 8).max(Duration::from_millis(1));
-            for seg in self.out.iter_mut().filter(|s| !s.acked && !s.lost) {
+            for seg in self
+                .out
+                .iter_mut()
+                .take(MAX_WINDOW as usize)
+                .filter(|s| !s.acked && !s.lost)
+            {
                 if seg.sent.is_some_and(|(at, _)| at + loss_delay < latest) {
                     seg.lost = true;
                 }
@@ -770,7 +830,7 @@ impl Connection {
     }
 
     /// One received segment. Returns whether it arrived out of order (ack at once).
-    fn on_segment(&mut self, segment: Segment) -> bool {
+    fn on_segment(&mut self, segment: SegmentRef<'_>) -> bool {
         let offset = segment.seq.wrapping_sub(self.next_expected);
         if offset >= MAX_WINDOW {
             // Behind the window (a duplicate of delivered data) or beyond it (the sender
@@ -779,7 +839,12 @@ impl Connection {
             return true;
         }
         if offset > 0 {
-            if self.reorder.insert(segment.seq, segment).is_some() {
+            // Kept (a copy) until the gap before it is filled.
+            if self
+                .reorder
+                .insert(segment.seq, segment.to_segment())
+                .is_some()
+            {
                 self.stats.duplicates += 1;
             }
             return true;
@@ -790,7 +855,7 @@ impl Connection {
             return false;
         }
         while let Some(next) = self.reorder.remove(&self.next_expected) {
-            self.deliver(next);
+            self.deliver(next.as_segment_ref());
             if self.phase == Phase::Drained {
                 return false;
             }
@@ -802,7 +867,7 @@ impl Connection {
     }
 
     /// Appends an in-order segment to the message being reassembled.
-    fn deliver(&mut self, segment: Segment) {
+    fn deliver(&mut self, segment: SegmentRef<'_>) {
         self.next_expected = self.next_expected.wrapping_add(1);
         if segment.first == self.in_message
             || self.partial.len() + segment.payload.len() > MAX_MESSAGE
@@ -812,7 +877,7 @@ impl Connection {
             return;
         }
         self.in_message = true;
-        self.partial.extend_from_slice(&segment.payload);
+        self.partial.extend_from_slice(segment.payload);
         if segment.last {
             self.in_message = false;
             self.stats.messages_delivered += 1;

@@ -171,6 +171,32 @@ impl Writer for Vec<u8> {
     }
 }
 
+/// The same fields into a buffer whose bytes are handed out as [`bytes::Bytes`] (the server's
+/// outgoing datagrams).
+impl Writer for bytes::BytesMut {
+    fn put_u8(&mut self, v: u8) {
+        self.extend_from_slice(&[v]);
+    }
+    fn put_u16(&mut self, v: u16) {
+        self.extend_from_slice(&v.to_be_bytes());
+    }
+    fn put_u32(&mut self, v: u32) {
+        self.extend_from_slice(&v.to_be_bytes());
+    }
+    fn put_u64(&mut self, v: u64) {
+        self.extend_from_slice(&v.to_be_bytes());
+    }
+    fn put_str8(&mut self, s: &str) {
+        let len = s.len().min(255);
+        self.extend_from_slice(&[len as u8]);
+        self.extend_from_slice(&s.as_bytes()[..len]);
+    }
+    fn put_str32(&mut self, s: &str) {
+        self.put_u32(u32::try_from(s.len()).unwrap_or(u32::MAX));
+        self.extend_from_slice(s.as_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -198,150 +198,19 @@ impl Packet {
     /// # Errors
     /// A [`DecodeError`] for anything that is not a well-formed version-1 datagram.
     pub fn decode(datagram: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::new(datagram);
-        if r.u8("marker")? != MARKER {
-            return Err(DecodeError::NotFramed);
-        }
-        let version = r.u8("version")?;
-        if version != VERSION {
-            return Err(DecodeError::UnsupportedVersion(version));
-        }
-        let kind = r.u8("kind")?;
-        let flags = r.u8("flags")?;
-        let connection = ConnectionId(r.u64("connection id")?);
-        let allowed = if kind == PacketKind::Data as u8 {
-            FLAG_ACK_REQUESTED
-        } else {
-            0
-        };
-        if flags & !allowed != 0 {
-            return Err(DecodeError::UnsupportedFlags(flags));
-        }
-        debug_assert_eq!(flags & FLAG_ENCRYPTED, 0);
-        let packet = match kind {
-            1 => {
-                if datagram.len() < HELLO_LEN {
-                    return Err(DecodeError::Truncated("hello padding"));
-                }
-                if connection.0 != 0 {
-                    return Err(DecodeError::OutOfRange("hello connection id"));
-                }
-                let nonce = r.u64("nonce")?;
-                let cookie = r.u64("cookie")?;
-                // The padding is ignored (any content, any length above the minimum).
-                let rest = r.remaining();
-                r.take(rest, "padding")?;
-                Packet::Hello { nonce, cookie }
-            }
-            2 => Packet::Welcome {
+        Ok(match PacketRef::decode(datagram)? {
+            PacketRef::Data(data) => data.to_packet(),
+            PacketRef::Sealed {
                 connection,
-                nonce: r.u64("nonce")?,
-                token: r.u64("token")?,
-                keepalive_ms: r.u32("keepalive")?,
-                idle_timeout_ms: r.u32("idle timeout")?,
+                nonce,
+                ciphertext,
+            } => Packet::Sealed {
+                connection,
+                nonce,
+                ciphertext: ciphertext.to_vec(),
             },
-            3 => {
-                let token = r.u64("token")?;
-                let ack = Ack {
-                    next_expected: r.u32("ack")?,
-                    sack: r.u64("sack")?,
-                };
-                let mut segments = Vec::new();
-                while r.remaining() > 0 {
-                    let seq = r.u32("segment seq")?;
-                    let seg_flags = r.u8("segment flags")?;
-                    if seg_flags & !(SEG_FIRST | SEG_LAST) != 0 {
-                        return Err(DecodeError::UnsupportedFlags(seg_flags));
-                    }
-                    let len = usize::from(r.u16("segment length")?);
-                    let payload = r.take(len, "segment payload")?.to_vec();
-                    segments.push(Segment {
-                        seq,
-                        first: seg_flags & SEG_FIRST != 0,
-                        last: seg_flags & SEG_LAST != 0,
-                        payload,
-                    });
-                }
-                Packet::Data {
-                    connection,
-                    token,
-                    ack_requested: flags & FLAG_ACK_REQUESTED != 0,
-                    ack,
-                    segments,
-                }
-            }
-            4 => {
-                let token = r.u64("token")?;
-                let reason = match r.u8("close reason")? {
-                    0 => CloseCode::Leaving,
-                    1 => CloseCode::ServerShutdown,
-                    2 => CloseCode::ProtocolViolation,
-                    3 => CloseCode::TooSlow,
-                    4 => CloseCode::TimedOut,
-                    value => {
-                        return Err(DecodeError::UnknownKind {
-                            what: "close reason",
-                            value,
-                        });
-                    }
-                };
-                Packet::Close {
-                    connection,
-                    token,
-                    reason,
-                }
-            }
-            6 => {
-                if datagram.len() < SECURE_HELLO_LEN || connection.0 != 0 {
-                    return Err(DecodeError::OutOfRange("secure hello"));
-                }
-                let nonce = r.u64("nonce")?;
-                let cookie = r.u64("cookie")?;
-                let noise = r.take(32, "noise message 1")?.to_vec();
-                let rest = r.remaining();
-                r.take(rest, "padding")?;
-                Packet::SecureHello {
-                    nonce,
-                    cookie,
-                    noise,
-                }
-            }
-            7 => {
-                let nonce = r.u64("nonce")?;
-                let rest = r.remaining();
-                Packet::SecureWelcome {
-                    connection,
-                    nonce,
-                    noise: r.take(rest, "noise message 2")?.to_vec(),
-                }
-            }
-            8 => {
-                let nonce = r.u64("nonce")?;
-                let rest = r.remaining();
-                Packet::Sealed {
-                    connection,
-                    nonce,
-                    ciphertext: r.take(rest, "ciphertext")?.to_vec(),
-                }
-            }
-            5 => {
-                if connection.0 != 0 {
-                    return Err(DecodeError::OutOfRange("retry connection id"));
-                }
-                Packet::Retry {
-                    nonce: r.u64("nonce")?,
-                    cookie: r.u64("cookie")?,
-                }
-            }
-            value => {
-                return Err(DecodeError::UnknownKind {
-                    what: "packet kind",
-                    value,
-                });
-            }
-        };
-        r.finish()?;
-        Ok(packet)
+            PacketRef::Other(packet) => packet,
+        })
     }
 
     /// Appends the datagram's bytes to `out`.
@@ -462,20 +331,314 @@ impl Packet {
     }
 }
 
+/// A datagram as the receive path reads it: a Data or Sealed datagram borrowed from the
+/// received bytes (segments and ciphertext are not copied), every other kind (handshakes and
+/// Close: rare, and small) as a [`Packet`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PacketRef<'a> {
+    /// Acknowledgements and segments.
+    Data(DataRef<'a>),
+    /// An encrypted Data or Close.
+    Sealed {
+        /// The connection.
+        connection: ConnectionId,
+        /// The nonce it was sealed with.
+        nonce: u64,
+        /// The encrypted datagram and its tag.
+        ciphertext: &'a [u8],
+    },
+    /// Any other kind.
+    Other(Packet),
+}
+
+impl<'a> PacketRef<'a> {
+    /// Decodes one datagram, as [`Packet::decode`] does (the same checks, the same errors).
+    ///
+    /// # Errors
+    /// A [`DecodeError`] for anything that is not a well-formed version-1 datagram.
+    pub fn decode(datagram: &'a [u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(datagram);
+        if r.u8("marker")? != MARKER {
+            return Err(DecodeError::NotFramed);
+        }
+        let version = r.u8("version")?;
+        if version != VERSION {
+            return Err(DecodeError::UnsupportedVersion(version));
+        }
+        let kind = r.u8("kind")?;
+        let flags = r.u8("flags")?;
+        let connection = ConnectionId(r.u64("connection id")?);
+        let allowed = if kind == PacketKind::Data as u8 {
+            FLAG_ACK_REQUESTED
+        } else {
+            0
+        };
+        if flags & !allowed != 0 {
+            return Err(DecodeError::UnsupportedFlags(flags));
+        }
+        debug_assert_eq!(flags & FLAG_ENCRYPTED, 0);
+        let packet = match kind {
+            1 => {
+                if datagram.len() < HELLO_LEN {
+                    return Err(DecodeError::Truncated("hello padding"));
+                }
+                if connection.0 != 0 {
+                    return Err(DecodeError::OutOfRange("hello connection id"));
+                }
+                let nonce = r.u64("nonce")?;
+                let cookie = r.u64("cookie")?;
+                // The padding is ignored (any content, any length above the minimum).
+                let rest = r.remaining();
+                r.take(rest, "padding")?;
+                PacketRef::Other(Packet::Hello { nonce, cookie })
+            }
+            2 => PacketRef::Other(Packet::Welcome {
+                connection,
+                nonce: r.u64("nonce")?,
+                token: r.u64("token")?,
+                keepalive_ms: r.u32("keepalive")?,
+                idle_timeout_ms: r.u32("idle timeout")?,
+            }),
+            3 => PacketRef::Data(read_data(&mut r, connection, flags)?),
+            4 => {
+                let token = r.u64("token")?;
+                let reason = match r.u8("close reason")? {
+                    0 => CloseCode::Leaving,
+                    1 => CloseCode::ServerShutdown,
+                    2 => CloseCode::ProtocolViolation,
+                    3 => CloseCode::TooSlow,
+                    4 => CloseCode::TimedOut,
+                    value => {
+                        return Err(DecodeError::UnknownKind {
+                            what: "close reason",
+                            value,
+                        });
+                    }
+                };
+                PacketRef::Other(Packet::Close {
+                    connection,
+                    token,
+                    reason,
+                })
+            }
+            6 => {
+                if datagram.len() < SECURE_HELLO_LEN || connection.0 != 0 {
+                    return Err(DecodeError::OutOfRange("secure hello"));
+                }
+                let nonce = r.u64("nonce")?;
+                let cookie = r.u64("cookie")?;
+                let noise = r.take(32, "noise message 1")?.to_vec();
+                let rest = r.remaining();
+                r.take(rest, "padding")?;
+                PacketRef::Other(Packet::SecureHello {
+                    nonce,
+                    cookie,
+                    noise,
+                })
+            }
+            7 => {
+                let nonce = r.u64("nonce")?;
+                let rest = r.remaining();
+                PacketRef::Other(Packet::SecureWelcome {
+                    connection,
+                    nonce,
+                    noise: r.take(rest, "noise message 2")?.to_vec(),
+                })
+            }
+            8 => {
+                let nonce = r.u64("nonce")?;
+                let rest = r.remaining();
+                PacketRef::Sealed {
+                    connection,
+                    nonce,
+                    ciphertext: r.take(rest, "ciphertext")?,
+                }
+            }
+            5 => {
+                if connection.0 != 0 {
+                    return Err(DecodeError::OutOfRange("retry connection id"));
+                }
+                PacketRef::Other(Packet::Retry {
+                    nonce: r.u64("nonce")?,
+                    cookie: r.u64("cookie")?,
+                })
+            }
+            value => {
+                return Err(DecodeError::UnknownKind {
+                    what: "packet kind",
+                    value,
+                });
+            }
+        };
+        r.finish()?;
+        Ok(packet)
+    }
+}
+
 impl Segment {
     /// How many bytes this segment takes in a Data datagram.
     pub fn encoded_len(&self) -> usize {
         SEGMENT_HEADER_LEN + self.payload.len()
     }
+
+    /// The segment as a [`SegmentRef`].
+    pub fn as_segment_ref(&self) -> SegmentRef<'_> {
+        SegmentRef {
+            seq: self.seq,
+            first: self.first,
+            last: self.last,
+            payload: &self.payload,
+        }
+    }
+}
+
+/// A Data datagram read in place: the fields of [`Packet::Data`], with its segments left in
+/// the received bytes, already checked to be well formed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataRef<'a> {
+    /// The connection.
+    pub connection: ConnectionId,
+    /// The connection's token.
+    pub token: u64,
+    /// Asks the receiver to acknowledge at once (keepalive probes).
+    pub ack_requested: bool,
+    /// What the sender has received.
+    pub ack: Ack,
+    /// The segments, back to back.
+    segments: &'a [u8],
+    /// How many.
+    count: usize,
+}
+
+impl<'a> DataRef<'a> {
+    /// The segments, in the order they were written.
+    pub fn segments(&self) -> Segments<'a> {
+        Segments {
+            rest: self.segments,
+            left: self.count,
+        }
+    }
+
+    /// As an owned [`Packet::Data`] (a copy of every payload).
+    pub fn to_packet(&self) -> Packet {
+        Packet::Data {
+            connection: self.connection,
+            token: self.token,
+            ack_requested: self.ack_requested,
+            ack: self.ack,
+            segments: self.segments().map(|s| s.to_segment()).collect(),
+        }
+    }
+}
+
+/// One segment of a [`DataRef`], its payload borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentRef<'a> {
+    /// Position in the sender's stream.
+    pub seq: u32,
+    /// The first segment of a message.
+    pub first: bool,
+    /// The last segment of a message.
+    pub last: bool,
+    /// The bytes it carries.
+    pub payload: &'a [u8],
+}
+
+impl SegmentRef<'_> {
+    /// An owned copy.
+    pub fn to_segment(&self) -> Segment {
+        Segment {
+            seq: self.seq,
+            first: self.first,
+            last: self.last,
+            payload: self.payload.to_vec(),
+        }
+    }
+}
+
+/// The segments of a [`DataRef`].
+#[derive(Debug, Clone)]
+pub struct Segments<'a> {
+    rest: &'a [u8],
+    left: usize,
+}
+
+impl<'a> Iterator for Segments<'a> {
+    type Item = SegmentRef<'a>;
+
+    fn next(&mut self) -> Option<SegmentRef<'a>> {
+        // The bytes were checked when the datagram was decoded: each read succeeds.
+        let mut r = Reader::new(self.rest);
+        let seq = r.u32("segment seq").ok()?;
+        let flags = r.u8("segment flags").ok()?;
+        let len = usize::from(r.u16("segment length").ok()?);
+        let payload = r.take(len, "segment payload").ok()?;
+        self.rest = &self.rest[SEGMENT_HEADER_LEN + len..];
+        self.left -= 1;
+        Some(SegmentRef {
+            seq,
+            first: flags & SEG_FIRST != 0,
+            last: flags & SEG_LAST != 0,
+            payload,
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for Segments<'_> {}
+
+/// The body of a Data datagram after its header: the fixed fields, then the segments, each
+/// checked (a segment cut short or with unknown flags makes the whole datagram invalid).
+fn read_data<'a>(
+    r: &mut Reader<'a>,
+    connection: ConnectionId,
+    flags: u8,
+) -> Result<DataRef<'a>, DecodeError> {
+    let token = r.u64("token")?;
+    let ack = Ack {
+        next_expected: r.u32("ack")?,
+        sack: r.u64("sack")?,
+    };
+    let rest = r.remaining();
+    let segments = r.take(rest, "segments")?;
+    let mut check = Reader::new(segments);
+    let mut count = 0;
+    while check.remaining() > 0 {
+        check.u32("segment seq")?;
+        let seg_flags = check.u8("segment flags")?;
+        if seg_flags & !(SEG_FIRST | SEG_LAST) != 0 {
+            return Err(DecodeError::UnsupportedFlags(seg_flags));
+        }
+        let len = usize::from(check.u16("segment length")?);
+        check.take(len, "segment payload")?;
+        count += 1;
+    }
+    Ok(DataRef {
+        connection,
+        token,
+        ack_requested: flags & FLAG_ACK_REQUESTED != 0,
+        ack,
+        segments,
+        count,
+    })
 }
 
 /// The header every packet starts with.
-fn put_header(out: &mut Vec<u8>, kind: PacketKind, flags: u8, connection: ConnectionId) {
+fn put_header(out: &mut impl Writer, kind: PacketKind, flags: u8, connection: ConnectionId) {
     out.put_u8(MARKER);
     out.put_u8(VERSION);
     out.put_u8(kind as u8);
     out.put_u8(flags);
     out.put_u64(connection.0);
+}
+
+/// Appends what precedes the ciphertext of a Sealed datagram: its header and nonce.
+pub(crate) fn put_sealed_header(out: &mut impl Writer, connection: ConnectionId, nonce: u64) {
+    put_header(out, PacketKind::Sealed, 0, connection);
+    out.put_u64(nonce);
 }
 
 /// A Data packet's fields after the header, before its segments.
@@ -500,34 +663,42 @@ fn put_segment(out: &mut Vec<u8>, seq: u32, first: bool, last: bool, payload: &[
     out.extend_from_slice(payload);
 }
 
-/// Writes a Data datagram a segment at a time from borrowed payloads: the bytes
-/// [`Packet::Data`] encodes to, without each payload copied into a [`Segment`] first (a
-/// sender keeps its payloads queued for retransmission, so a packet would need copies).
+/// Writes a Data datagram a segment at a time from borrowed payloads, at the end of a buffer
+/// the caller keeps (a sender reuses one for every datagram): the bytes [`Packet::Data`]
+/// encodes to, without each payload copied into a [`Segment`] first (a sender keeps its
+/// payloads queued for retransmission, so a packet would need copies).
 #[derive(Debug)]
 pub struct DataWriter {
-    datagram: Vec<u8>,
+    /// Where the datagram starts in the buffer.
+    start: usize,
 }
 
 impl DataWriter {
-    /// A Data datagram of `connection` with no segment yet, in a buffer of `capacity` bytes.
-    pub fn new(capacity: usize, connection: ConnectionId, token: u64, ack: Ack) -> Self {
-        let mut datagram = Vec::with_capacity(capacity.max(HEADER_LEN + DATA_FIXED_LEN));
-        put_header(&mut datagram, PacketKind::Data, 0, connection);
-        put_data_fields(&mut datagram, token, ack);
-        Self { datagram }
+    /// Appends the header and fixed fields of a Data datagram of `connection` to `out`.
+    pub fn begin(out: &mut Vec<u8>, connection: ConnectionId, token: u64, ack: Ack) -> Self {
+        let start = out.len();
+        put_header(out, PacketKind::Data, 0, connection);
+        put_data_fields(out, token, ack);
+        Self { start }
     }
 
     /// Appends a segment.
-    pub fn push_segment(&mut self, seq: u32, first: bool, last: bool, payload: &[u8]) {
-        put_segment(&mut self.datagram, seq, first, last, payload);
+    pub fn push_segment(
+        &self,
+        out: &mut Vec<u8>,
+        seq: u32,
+        first: bool,
+        last: bool,
+        payload: &[u8],
+    ) {
+        put_segment(out, seq, first, last, payload);
     }
 
-    /// The datagram, with the ack-requested flag as given.
-    pub fn finish(mut self, ack_requested: bool) -> Vec<u8> {
+    /// Ends the datagram, with the ack-requested flag as given.
+    pub fn finish(self, out: &mut [u8], ack_requested: bool) {
         if ack_requested {
-            self.datagram[3] |= FLAG_ACK_REQUESTED;
+            out[self.start + 3] |= FLAG_ACK_REQUESTED;
         }
-        self.datagram
     }
 }
 
@@ -565,11 +736,15 @@ mod tests {
                 ack,
                 segments: segments.clone(),
             };
-            let mut writer = DataWriter::new(0, connection, token, ack);
+            // Behind whatever the buffer held before.
+            let mut out = b"earlier".to_vec();
+            let writer = DataWriter::begin(&mut out, connection, token, ack);
             for s in &segments {
-                writer.push_segment(s.seq, s.first, s.last, &s.payload);
+                writer.push_segment(&mut out, s.seq, s.first, s.last, &s.payload);
             }
-            assert_eq!(writer.finish(ack_requested), round_trip(&packet));
+            writer.finish(&mut out, ack_requested);
+            assert_eq!(out[7..], round_trip(&packet));
+            assert_eq!(&out[..7], b"earlier");
         }
     }
 
@@ -663,6 +838,60 @@ mod tests {
                 0, 0, 0, 9, 1, 0, 2, b'a', b'b', // segment 9, FIRST
                 0, 0, 0, 10, 2, 0, 0, // segment 10, LAST, empty
             ]
+        );
+    }
+
+    #[test]
+    fn the_borrowed_read_sees_what_the_owned_decode_sees() {
+        let data = Packet::Data {
+            connection: ConnectionId(1),
+            token: 2,
+            ack_requested: true,
+            ack: Ack {
+                next_expected: 5,
+                sack: 0b101,
+            },
+            segments: (0..4)
+                .map(|i| Segment {
+                    seq: 9 + i,
+                    first: i == 0,
+                    last: i == 3,
+                    payload: vec![i as u8; 3 * i as usize],
+                })
+                .collect(),
+        };
+        let bytes = data.to_bytes();
+        let Ok(PacketRef::Data(view)) = PacketRef::decode(&bytes) else {
+            panic!("a Data datagram");
+        };
+        assert_eq!(view.segments().len(), 4);
+        assert_eq!(view.to_packet(), data);
+        let Packet::Data { segments, .. } = &data else {
+            unreachable!()
+        };
+        assert!(
+            view.segments()
+                .eq(segments.iter().map(Segment::as_segment_ref))
+        );
+        // A Sealed datagram's ciphertext is the rest of the datagram, not a copy.
+        let sealed = Packet::Sealed {
+            connection: ConnectionId(3),
+            nonce: 4,
+            ciphertext: b"0123456789abcdef!".to_vec(),
+        }
+        .to_bytes();
+        assert_eq!(
+            PacketRef::decode(&sealed),
+            Ok(PacketRef::Sealed {
+                connection: ConnectionId(3),
+                nonce: 4,
+                ciphertext: &sealed[20..],
+            })
+        );
+        // A segment cut short invalidates the whole datagram before anything is read from it.
+        assert_eq!(
+            PacketRef::decode(&bytes[..bytes.len() - 1]),
+            Err(DecodeError::Truncated("segment payload"))
         );
     }
 

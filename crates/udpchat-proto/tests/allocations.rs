@@ -1,0 +1,282 @@
+//! The server's hot path allocates per message, not per datagram: relaying a room's messages
+//! to 4x as many members (4x the datagrams, both ways) costs no more allocations.
+//!
+//! Every allocation of this test's process is counted (`stats_alloc` as the global
+//! allocator), only while the server works: the members (clients, in memory) run between the
+//! counted stretches. One test in this file, so that no other test allocates meanwhile.
+
+use std::alloc::System;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use udpchat_proto::client::{Client, ClientConfig, ClientEvent};
+use udpchat_proto::crypto::StaticKeypair;
+use udpchat_proto::reliable::ConnectionConfig;
+use udpchat_proto::rng::SplitMix64;
+use udpchat_proto::server::{Server, ServerConfig};
+use udpchat_proto::wire::message::{ClientMessage, ServerMessage};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// A server and its members, datagrams moved by hand; the server's allocations counted.
+struct Room {
+    now: Instant,
+    server: Server,
+    members: Vec<(SocketAddr, Client)>,
+    /// Allocations (and reallocations) made by the server while counting.
+    allocations: usize,
+    /// Datagrams the server took in and sent out while counting.
+    datagrams: usize,
+    /// Messages the members received.
+    delivered: usize,
+    counting: bool,
+}
+
+impl Room {
+    fn new(members: usize, secure: bool) -> Self {
+        let now = Instant::now();
+        let mut config = ServerConfig::default();
+        if secure {
+            config.identity = Some(StaticKeypair::from_private([7; 32]).unwrap());
+        }
+        let server = Server::new(config, Box::new(SplitMix64::new(1)));
+        let members = (0..members)
+            .map(|i| {
+                let address = address(i);
+                let config = ClientConfig {
+                    secure: secure.then_some(None),
+                    ..ClientConfig::default()
+                };
+                let mut client = Client::new(config, &mut SplitMix64::new(i as u64 + 9), now);
+                client
+                    .send(&ClientMessage::Nick {
+                        nick: format!("m{i}"),
+                    })
+                    .unwrap();
+                client
+                    .send(&ClientMessage::Join {
+                        room: "room".into(),
+                    })
+                    .unwrap();
+                (address, client)
+            })
+            .collect();
+        let mut room = Self {
+            now,
+            server,
+            members,
+            allocations: 0,
+            datagrams: 0,
+            delivered: 0,
+            counting: false,
+        };
+        room.settle();
+        room
+    }
+
+    /// Runs `work` on the server, counting its allocations when the room counts.
+    fn server<T>(&mut self, work: impl FnOnce(&mut Server) -> T) -> T {
+        let region = Region::new(GLOBAL);
+        let result = work(&mut self.server);
+        if self.counting {
+            let change = region.change();
+            self.allocations += change.allocations + change.reallocations;
+        }
+        result
+    }
+
+    /// Moves datagrams (and lets delayed acknowledgements fall due) until nobody has
+    /// anything left to send.
+    fn settle(&mut self) {
+        loop {
+            let mut moved = false;
+            for i in 0..self.members.len() {
+                let address = self.members[i].0;
+                while let Some(datagram) = self.members[i].1.poll_transmit(self.now) {
+                    let now = self.now;
+                    self.server(|s| s.handle_datagram(now, address, &datagram));
+                    self.datagrams += 1;
+                    moved = true;
+                }
+                while let Some(event) = self.members[i].1.poll_event() {
+                    if let ClientEvent::Message(ServerMessage::Message { .. }) = event {
+                        self.delivered += 1;
+                    }
+                }
+            }
+            loop {
+                let now = self.now;
+                let Some(transmit) = self.server(|s| s.poll_transmit(now)) else {
+                    break;
+                };
+                self.datagrams += 1;
+                moved = true;
+                if let Some((_, member)) = self
+                    .members
+                    .iter_mut()
+                    .find(|(a, _)| *a == transmit.destination)
+                {
+                    member.handle_datagram(self.now, &transmit.payload);
+                }
+            }
+            while self.server.poll_event().is_some() {}
+            if !moved {
+                self.now += ConnectionConfig::default().max_ack_delay + Duration::from_millis(1);
+                for (_, member) in &mut self.members {
+                    member.handle_timeout(self.now);
+                }
+                let now = self.now;
+                self.server(|s| s.handle_timeout(now));
+                let pending = self
+                    .members
+                    .iter()
+                    .any(|(_, c)| c.poll_timeout().is_some_and(|t| t <= self.now));
+                if !pending {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The first member says something, and everyone gets it.
+    fn say(&mut self, n: usize) {
+        let say = ClientMessage::Say {
+            room: "room".into(),
+            text: format!("message {n} for everyone in the room"),
+        };
+        self.members[0].1.send(&say).unwrap();
+        self.settle();
+    }
+
+    /// Counts the server's allocations and datagrams over `messages` messages, after as many
+    /// unmeasured (queues, maps and buffers grow to their working size).
+    fn measure(members: usize, secure: bool, messages: usize) -> (usize, usize) {
+        let mut room = Room::new(members, secure);
+        for n in 0..messages {
+            room.say(n);
+        }
+        room.counting = true;
+        room.datagrams = 0;
+        let before = room.delivered;
+        for n in 0..messages {
+            room.say(n);
+        }
+        assert!(
+            room.delivered - before >= messages * (members - 1),
+            "every other member gets every message"
+        );
+        (room.allocations, room.datagrams)
+    }
+}
+
+/// The address of member `i`.
+fn address(i: usize) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::new(10, (i >> 8) as u8, i as u8, 1), 4000))
+}
+
+/// Counts the server's allocations and datagrams while `messages` lines of one plain-text
+/// guest go to a room of `members` validated guests (after as many unmeasured); guests that
+/// end their lines with a newline (`nc`) or not (the lab's client).
+fn measure_guests(members: usize, newline: bool, messages: usize) -> (usize, usize) {
+    let now = Instant::now();
+    let mut server = Server::new(ServerConfig::default(), Box::new(SplitMix64::new(1)));
+    let end = if newline { "\n" } else { "" };
+    let guests: Vec<SocketAddr> = (0..members).map(address).collect();
+    for &guest in &guests {
+        // (Long enough that the line with its code fits the bytes it may be sent before it
+        // is validated.)
+        let arrival = format!("{}{end}", "here ".repeat(20));
+        server.handle_datagram(now, guest, arrival.as_bytes());
+        let mut code = None;
+        while let Some(transmit) = server.poll_transmit(now) {
+            let text = String::from_utf8_lossy(&transmit.payload).into_owned();
+            if transmit.destination == guest
+                && let Some(digits) = text.split("/ok ").nth(1)
+            {
+                code = Some(
+                    digits
+                        .chars()
+                        .take_while(char::is_ascii_digit)
+                        .collect::<String>(),
+                );
+            }
+        }
+        let code = code.expect("the guest is told its code");
+        server.handle_datagram(now, guest, format!("/ok {code}{end}").as_bytes());
+        while server.poll_transmit(now).is_some() {}
+    }
+    while server.poll_event().is_some() {}
+    let (mut allocations, mut datagrams) = (0, 0);
+    for counting in [false, true] {
+        let mut delivered = 0;
+        for n in 0..messages {
+            let line = format!("line {n} for everyone here{end}");
+            let mut sent = Vec::with_capacity(members);
+            let region = Region::new(GLOBAL);
+            server.handle_datagram(now, guests[0], line.as_bytes());
+            while let Some(transmit) = server.poll_transmit(now) {
+                sent.push(transmit);
+            }
+            let change = region.change();
+            if counting {
+                allocations += change.allocations + change.reallocations;
+                datagrams += 1 + sent.len();
+            }
+            delivered += sent
+                .iter()
+                .filter(|t| t.destination != guests[0])
+                .filter(|t| String::from_utf8_lossy(&t.payload).contains(&format!("line {n} ")))
+                .count();
+            while server.poll_event().is_some() {}
+        }
+        assert_eq!(
+            delivered,
+            messages * (members - 1),
+            "every guest gets every line"
+        );
+    }
+    (allocations, datagrams)
+}
+
+#[test]
+fn relaying_allocates_per_message_not_per_datagram() {
+    const MESSAGES: usize = 40;
+    for secure in [true, false] {
+        let (small_allocations, small_datagrams) = Room::measure(8, secure, MESSAGES);
+        let (big_allocations, big_datagrams) = Room::measure(32, secure, MESSAGES);
+        eprintln!(
+            "secure {secure}: 8 members: {small_allocations} allocations for {small_datagrams} \
+             datagrams; 32 members: {big_allocations} for {big_datagrams}"
+        );
+        // Each message goes out to every other member and is acknowledged by each.
+        assert!(big_datagrams >= 2 * 31 * MESSAGES, "{big_datagrams}");
+        assert!(big_datagrams >= 3 * small_datagrams, "{big_datagrams}");
+        // Four times the members and datagrams, no more allocations (a few for the maps and
+        // queues of a bigger room at most): what is allocated is per message.
+        assert!(
+            big_allocations <= small_allocations + MESSAGES,
+            "32 members: {big_allocations} allocations, 8 members: {small_allocations}"
+        );
+        // A bounded few per message (decoding the command, the room's message and its
+        // encodings, the sender's reassembled bytes), fewer than the datagrams of one.
+        assert!(
+            big_allocations <= 16 * MESSAGES,
+            "{big_allocations} allocations for {MESSAGES} messages"
+        );
+    }
+    for newline in [true, false] {
+        let (small_allocations, small_datagrams) = measure_guests(8, newline, MESSAGES);
+        let (big_allocations, big_datagrams) = measure_guests(32, newline, MESSAGES);
+        eprintln!(
+            "guests, newline {newline}: 8 members: {small_allocations} allocations for \
+             {small_datagrams} datagrams; 32 members: {big_allocations} for {big_datagrams}"
+        );
+        assert!(big_datagrams >= 32 * MESSAGES, "{big_datagrams}");
+        assert!(
+            big_allocations <= small_allocations + MESSAGES,
+            "32 guests: {big_allocations} allocations, 8 guests: {small_allocations}"
+        );
+    }
+}
