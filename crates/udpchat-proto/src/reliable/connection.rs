@@ -533,12 +533,13 @@ impl Connection {
                     close_pending: false,
                 };
                 self.stats.datagrams_sent += 1;
-                Packet::Close {
+                let close = Packet::Close {
                     connection: self.id,
                     token: self.token,
                     reason: code,
-                }
-                .encode(out);
+                };
+                out.reserve(close.encoded_len());
+                close.encode(out);
                 true
             }
             Phase::Open => self.poll_data(now, out),
@@ -714,7 +715,10 @@ impl Connection {
         self.unacknowledged_segments = 0;
         self.last_sent = now;
         self.stats.datagrams_sent += 1;
-        let datagram = datagram.unwrap_or_else(|| DataWriter::begin(out, id, token, ack));
+        let datagram = datagram.unwrap_or_else(|| {
+            out.reserve(HEADER_LEN + DATA_FIXED_LEN);
+            DataWriter::begin(out, id, token, ack)
+        });
         datagram.finish(out, ack_requested);
         true
     }
