@@ -7,13 +7,16 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use udpchat_proto::client::{Client, ClientConfig, ClientEvent};
 use udpchat_proto::crypto::{ClientHandshake, ServerHandshake, StaticKeypair};
 use udpchat_proto::reliable::{Connection, ConnectionConfig};
 use udpchat_proto::rng::SplitMix64;
 use udpchat_proto::server::{Server, ServerConfig};
-use udpchat_proto::wire::message::{ClientMessage, MessageKind, ServerMessage};
+use udpchat_proto::wire::message::{MessageKind, ServerMessage};
 use udpchat_proto::wire::packet::{ConnectionId, Packet, PacketRef};
+
+#[path = "../tests/support/room.rs"]
+mod support;
+use support::Room;
 
 fn codec(c: &mut Criterion) {
     let mut group = c.benchmark_group("codec");
@@ -93,100 +96,6 @@ fn session(c: &mut Criterion) {
     group.finish();
 }
 
-/// A server and `members` clients in one room, moving datagrams in memory.
-struct Room {
-    now: Instant,
-    server: Server,
-    clients: Vec<(SocketAddr, Client)>,
-    delivered: u64,
-}
-
-impl Room {
-    fn new(members: usize, secure: bool) -> Self {
-        let now = Instant::now();
-        let mut config = ServerConfig::default();
-        if secure {
-            config.identity = Some(StaticKeypair::from_private([7; 32]).unwrap());
-        }
-        let server = Server::new(config, Box::new(SplitMix64::new(1)));
-        let clients = (0..members)
-            .map(|i| {
-                let address =
-                    SocketAddr::from((Ipv4Addr::new(10, (i >> 8) as u8, i as u8, 1), 4000));
-                let config = ClientConfig {
-                    secure: secure.then_some(None),
-                    ..ClientConfig::default()
-                };
-                let mut client = Client::new(config, &mut SplitMix64::new(i as u64 + 9), now);
-                client
-                    .send(&ClientMessage::Nick {
-                        nick: format!("m{i}"),
-                    })
-                    .unwrap();
-                client
-                    .send(&ClientMessage::Join {
-                        room: "bench".into(),
-                    })
-                    .unwrap();
-                (address, client)
-            })
-            .collect();
-        let mut room = Self {
-            now,
-            server,
-            clients,
-            delivered: 0,
-        };
-        room.settle();
-        room
-    }
-
-    /// Moves datagrams until nobody has anything to send now.
-    fn settle(&mut self) {
-        loop {
-            let mut moved = false;
-            for (address, client) in &mut self.clients {
-                while let Some(datagram) = client.poll_transmit(self.now) {
-                    self.server.handle_datagram(self.now, *address, &datagram);
-                    moved = true;
-                }
-                while let Some(event) = client.poll_event() {
-                    if let ClientEvent::Message(ServerMessage::Message { .. }) = event {
-                        self.delivered += 1;
-                    }
-                }
-            }
-            while let Some(transmit) = self.server.poll_transmit(self.now) {
-                moved = true;
-                if let Some((_, client)) = self
-                    .clients
-                    .iter_mut()
-                    .find(|(a, _)| *a == transmit.destination)
-                {
-                    client.handle_datagram(self.now, &transmit.payload);
-                }
-            }
-            while self.server.poll_event().is_some() {}
-            if !moved {
-                // Let delayed acknowledgements fall due.
-                self.now +=
-                    ConnectionConfig::default().max_ack_delay + std::time::Duration::from_millis(1);
-                for (_, client) in &mut self.clients {
-                    client.handle_timeout(self.now);
-                }
-                self.server.handle_timeout(self.now);
-                let pending = self
-                    .clients
-                    .iter_mut()
-                    .any(|(_, c)| c.poll_timeout().is_some_and(|t| t <= self.now));
-                if !pending {
-                    return;
-                }
-            }
-        }
-    }
-}
-
 fn fan_out(c: &mut Criterion) {
     let mut group = c.benchmark_group("fan-out");
     for secure in [false, true] {
@@ -196,13 +105,8 @@ fn fan_out(c: &mut Criterion) {
             let name = if secure { "secure" } else { "plain" };
             group.bench_with_input(BenchmarkId::new(name, members), &members, |b, _| {
                 b.iter(|| {
-                    let say = ClientMessage::Say {
-                        room: "bench".into(),
-                        text: "a message for everyone in the room".into(),
-                    };
                     let before = room.delivered;
-                    room.clients[0].1.send(&say).unwrap();
-                    room.settle();
+                    room.say("a message for everyone in the room");
                     assert!(room.delivered > before, "the room delivered nothing");
                 });
             });

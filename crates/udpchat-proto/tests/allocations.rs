@@ -6,174 +6,51 @@
 //! counted stretches. One test in this file, so that no other test allocates meanwhile.
 
 use std::alloc::System;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
 
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
-use udpchat_proto::client::{Client, ClientConfig, ClientEvent};
-use udpchat_proto::crypto::StaticKeypair;
-use udpchat_proto::reliable::ConnectionConfig;
 use udpchat_proto::rng::SplitMix64;
 use udpchat_proto::server::{Server, ServerConfig};
-use udpchat_proto::wire::message::{ClientMessage, ServerMessage};
+
+#[path = "support/room.rs"]
+mod support;
+use support::{Room, address};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-/// A server and its members, datagrams moved by hand; the server's allocations counted.
-struct Room {
-    now: Instant,
-    server: Server,
-    members: Vec<(SocketAddr, Client)>,
-    /// Allocations (and reallocations) made by the server while counting.
-    allocations: usize,
-    /// Datagrams the server took in and sent out while counting.
-    datagrams: usize,
-    /// Messages the members received.
-    delivered: usize,
-    counting: bool,
-}
-
-impl Room {
-    fn new(members: usize, secure: bool) -> Self {
-        let now = Instant::now();
-        let mut config = ServerConfig::default();
-        if secure {
-            config.identity = Some(StaticKeypair::from_private([7; 32]).unwrap());
-        }
-        let server = Server::new(config, Box::new(SplitMix64::new(1)));
-        let members = (0..members)
-            .map(|i| {
-                let address = address(i);
-                let config = ClientConfig {
-                    secure: secure.then_some(None),
-                    ..ClientConfig::default()
-                };
-                let mut client = Client::new(config, &mut SplitMix64::new(i as u64 + 9), now);
-                client
-                    .send(&ClientMessage::Nick {
-                        nick: format!("m{i}"),
-                    })
-                    .unwrap();
-                client
-                    .send(&ClientMessage::Join {
-                        room: "room".into(),
-                    })
-                    .unwrap();
-                (address, client)
-            })
-            .collect();
-        let mut room = Self {
-            now,
-            server,
-            members,
-            allocations: 0,
-            datagrams: 0,
-            delivered: 0,
-            counting: false,
-        };
-        room.settle();
-        room
+/// Counts the server's allocations and datagrams over `messages` messages to a room of
+/// `members` framed members, after as many unmeasured (queues, maps and buffers grow to their
+/// working size).
+fn measure_framed(members: usize, secure: bool, messages: usize) -> (usize, usize) {
+    let mut room = Room::new(members, secure);
+    for n in 0..messages {
+        room.say(&format!("message {n} for everyone in the room"));
     }
-
-    /// Runs `work` on the server, counting its allocations when the room counts.
-    fn server<T>(&mut self, work: impl FnOnce(&mut Server) -> T) -> T {
-        let region = Region::new(GLOBAL);
-        let result = work(&mut self.server);
-        if self.counting {
+    let allocations = Rc::new(Cell::new(0));
+    let mut region: Option<Region<'static, System>> = None;
+    let counted = Rc::clone(&allocations);
+    room.measure_with(Box::new(move |start| {
+        if start {
+            region = Some(Region::new(GLOBAL));
+        } else if let Some(region) = region.take() {
             let change = region.change();
-            self.allocations += change.allocations + change.reallocations;
+            counted.set(counted.get() + change.allocations + change.reallocations);
         }
-        result
+    }));
+    room.datagrams = 0;
+    let before = room.delivered;
+    for n in 0..messages {
+        room.say(&format!("message {n} for everyone in the room"));
     }
-
-    /// Moves datagrams (and lets delayed acknowledgements fall due) until nobody has
-    /// anything left to send.
-    fn settle(&mut self) {
-        loop {
-            let mut moved = false;
-            for i in 0..self.members.len() {
-                let address = self.members[i].0;
-                while let Some(datagram) = self.members[i].1.poll_transmit(self.now) {
-                    let now = self.now;
-                    self.server(|s| s.handle_datagram(now, address, &datagram));
-                    self.datagrams += 1;
-                    moved = true;
-                }
-                while let Some(event) = self.members[i].1.poll_event() {
-                    if let ClientEvent::Message(ServerMessage::Message { .. }) = event {
-                        self.delivered += 1;
-                    }
-                }
-            }
-            loop {
-                let now = self.now;
-                let Some(transmit) = self.server(|s| s.poll_transmit(now)) else {
-                    break;
-                };
-                self.datagrams += 1;
-                moved = true;
-                if let Some((_, member)) = self
-                    .members
-                    .iter_mut()
-                    .find(|(a, _)| *a == transmit.destination)
-                {
-                    member.handle_datagram(self.now, &transmit.payload);
-                }
-            }
-            while self.server.poll_event().is_some() {}
-            if !moved {
-                self.now += ConnectionConfig::default().max_ack_delay + Duration::from_millis(1);
-                for (_, member) in &mut self.members {
-                    member.handle_timeout(self.now);
-                }
-                let now = self.now;
-                self.server(|s| s.handle_timeout(now));
-                let pending = self
-                    .members
-                    .iter()
-                    .any(|(_, c)| c.poll_timeout().is_some_and(|t| t <= self.now));
-                if !pending {
-                    return;
-                }
-            }
-        }
-    }
-
-    /// The first member says something, and everyone gets it.
-    fn say(&mut self, n: usize) {
-        let say = ClientMessage::Say {
-            room: "room".into(),
-            text: format!("message {n} for everyone in the room"),
-        };
-        self.members[0].1.send(&say).unwrap();
-        self.settle();
-    }
-
-    /// Counts the server's allocations and datagrams over `messages` messages, after as many
-    /// unmeasured (queues, maps and buffers grow to their working size).
-    fn measure(members: usize, secure: bool, messages: usize) -> (usize, usize) {
-        let mut room = Room::new(members, secure);
-        for n in 0..messages {
-            room.say(n);
-        }
-        room.counting = true;
-        room.datagrams = 0;
-        let before = room.delivered;
-        for n in 0..messages {
-            room.say(n);
-        }
-        assert!(
-            room.delivered - before >= messages * (members - 1),
-            "every other member gets every message"
-        );
-        (room.allocations, room.datagrams)
-    }
-}
-
-/// The address of member `i`.
-fn address(i: usize) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::new(10, (i >> 8) as u8, i as u8, 1), 4000))
+    assert!(
+        room.delivered - before >= messages * (members - 1),
+        "every other member gets every message"
+    );
+    (allocations.get(), room.datagrams)
 }
 
 /// Counts the server's allocations and datagrams while `messages` lines of one plain-text
@@ -244,8 +121,8 @@ fn measure_guests(members: usize, newline: bool, messages: usize) -> (usize, usi
 fn relaying_allocates_per_message_not_per_datagram() {
     const MESSAGES: usize = 40;
     for secure in [true, false] {
-        let (small_allocations, small_datagrams) = Room::measure(8, secure, MESSAGES);
-        let (big_allocations, big_datagrams) = Room::measure(32, secure, MESSAGES);
+        let (small_allocations, small_datagrams) = measure_framed(8, secure, MESSAGES);
+        let (big_allocations, big_datagrams) = measure_framed(32, secure, MESSAGES);
         eprintln!(
             "secure {secure}: 8 members: {small_allocations} allocations for {small_datagrams} \
              datagrams; 32 members: {big_allocations} for {big_datagrams}"

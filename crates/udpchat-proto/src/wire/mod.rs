@@ -146,54 +146,30 @@ pub(crate) trait Writer {
     fn put_str32(&mut self, s: &str);
 }
 
-impl Writer for Vec<u8> {
+/// For any growable buffer: a `Vec<u8>`, or a `BytesMut` whose bytes are handed out as
+/// [`bytes::Bytes`] (the server's outgoing datagrams). Integers are big-endian.
+impl<B: bytes::BufMut> Writer for B {
     fn put_u8(&mut self, v: u8) {
-        self.push(v);
+        bytes::BufMut::put_u8(self, v);
     }
     fn put_u16(&mut self, v: u16) {
-        self.extend_from_slice(&v.to_be_bytes());
+        bytes::BufMut::put_u16(self, v);
     }
     fn put_u32(&mut self, v: u32) {
-        self.extend_from_slice(&v.to_be_bytes());
+        bytes::BufMut::put_u32(self, v);
     }
     fn put_u64(&mut self, v: u64) {
-        self.extend_from_slice(&v.to_be_bytes());
+        bytes::BufMut::put_u64(self, v);
     }
     fn put_str8(&mut self, s: &str) {
         // Truncation cannot happen for validated names (at most 32 bytes); clamp to be safe.
         let len = s.len().min(255);
-        self.push(len as u8);
-        self.extend_from_slice(&s.as_bytes()[..len]);
+        bytes::BufMut::put_u8(self, len as u8);
+        self.put_slice(&s.as_bytes()[..len]);
     }
     fn put_str32(&mut self, s: &str) {
-        self.put_u32(u32::try_from(s.len()).unwrap_or(u32::MAX));
-        self.extend_from_slice(s.as_bytes());
-    }
-}
-
-/// The same fields into a buffer whose bytes are handed out as [`bytes::Bytes`] (the server's
-/// outgoing datagrams).
-impl Writer for bytes::BytesMut {
-    fn put_u8(&mut self, v: u8) {
-        self.extend_from_slice(&[v]);
-    }
-    fn put_u16(&mut self, v: u16) {
-        self.extend_from_slice(&v.to_be_bytes());
-    }
-    fn put_u32(&mut self, v: u32) {
-        self.extend_from_slice(&v.to_be_bytes());
-    }
-    fn put_u64(&mut self, v: u64) {
-        self.extend_from_slice(&v.to_be_bytes());
-    }
-    fn put_str8(&mut self, s: &str) {
-        let len = s.len().min(255);
-        self.extend_from_slice(&[len as u8]);
-        self.extend_from_slice(&s.as_bytes()[..len]);
-    }
-    fn put_str32(&mut self, s: &str) {
-        self.put_u32(u32::try_from(s.len()).unwrap_or(u32::MAX));
-        self.extend_from_slice(s.as_bytes());
+        bytes::BufMut::put_u32(self, u32::try_from(s.len()).unwrap_or(u32::MAX));
+        self.put_slice(s.as_bytes());
     }
 }
 
