@@ -803,9 +803,9 @@ mod tests {
         assert!(bytes.len() <= HELLO_LEN);
     }
 
-    #[test]
-    fn data_golden_bytes() {
-        let data = Packet::Data {
+    /// A Data of connection 1 (token 2, ACK_REQUESTED, ack 5 with sack 0b101) with `segments`.
+    fn data_of_connection_1(segments: Vec<Segment>) -> Packet {
+        Packet::Data {
             connection: ConnectionId(1),
             token: 2,
             ack_requested: true,
@@ -813,21 +813,26 @@ mod tests {
                 next_expected: 5,
                 sack: 0b101,
             },
-            segments: vec![
-                Segment {
-                    seq: 9,
-                    first: true,
-                    last: false,
-                    payload: b"ab".to_vec(),
-                },
-                Segment {
-                    seq: 10,
-                    first: false,
-                    last: true,
-                    payload: vec![],
-                },
-            ],
-        };
+            segments,
+        }
+    }
+
+    #[test]
+    fn data_golden_bytes() {
+        let data = data_of_connection_1(vec![
+            Segment {
+                seq: 9,
+                first: true,
+                last: false,
+                payload: b"ab".to_vec(),
+            },
+            Segment {
+                seq: 10,
+                first: false,
+                last: true,
+                payload: vec![],
+            },
+        ]);
         let bytes = round_trip(&data);
         assert_eq!(
             bytes,
@@ -843,15 +848,8 @@ mod tests {
 
     #[test]
     fn the_borrowed_read_sees_what_the_owned_decode_sees() {
-        let data = Packet::Data {
-            connection: ConnectionId(1),
-            token: 2,
-            ack_requested: true,
-            ack: Ack {
-                next_expected: 5,
-                sack: 0b101,
-            },
-            segments: (0..4)
+        let data = data_of_connection_1(
+            (0..4)
                 .map(|i| Segment {
                     seq: 9 + i,
                     first: i == 0,
@@ -859,7 +857,7 @@ mod tests {
                     payload: vec![i as u8; 3 * i as usize],
                 })
                 .collect(),
-        };
+        );
         let bytes = data.to_bytes();
         let Ok(PacketRef::Data(view)) = PacketRef::decode(&bytes) else {
             panic!("a Data datagram");
