@@ -13,7 +13,9 @@ use foldhash::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::wire::message::{ClientMessage, ErrorCode, MAX_NAME, MessageKind, ServerMessage};
+use crate::wire::message::{
+    ClientMessage, ErrorCode, MAX_NAME, MessageKind, NAMES_PER_MESSAGE, ServerMessage,
+};
 use crate::wire::packet::ConnectionId;
 
 /// Who a member is: a framed connection or a plain-text guest.
@@ -114,6 +116,31 @@ fn key(name: &str) -> Cow<'_, str> {
     }
 }
 
+/// Tells `member` who is in `room`: one Names message per [`NAMES_PER_MESSAGE`] nicks (a
+/// single one for an empty list), so that every message decodes at the client, however big the
+/// room.
+fn push_names(out: &mut Outbox, member: MemberId, room: &str, nicks: Vec<String>) {
+    if nicks.len() <= NAMES_PER_MESSAGE {
+        out.push((
+            member,
+            Arc::new(ServerMessage::Names {
+                room: room.to_owned(),
+                nicks,
+            }),
+        ));
+        return;
+    }
+    for chunk in nicks.chunks(NAMES_PER_MESSAGE) {
+        out.push((
+            member,
+            Arc::new(ServerMessage::Names {
+                room: room.to_owned(),
+                nicks: chunk.to_vec(),
+            }),
+        ));
+    }
+}
+
 fn error(code: ErrorCode, text: impl Into<String>) -> ServerMessage {
     ServerMessage::Error {
         code,
@@ -199,13 +226,7 @@ impl Chat {
             ClientMessage::Private { to, text } => self.private(member, &to, text, &mut out),
             ClientMessage::Who { room } => {
                 let names = self.names(&room);
-                out.push((
-                    member,
-                    Arc::new(ServerMessage::Names {
-                        room: self.display(&room),
-                        nicks: names,
-                    }),
-                ));
+                push_names(&mut out, member, &self.display(&room), names);
             }
             ClientMessage::Topic { room, topic } => self.topic(member, &room, topic, &mut out),
         }
@@ -372,13 +393,7 @@ impl Chat {
             .iter()
             .filter_map(|m| self.members.get(m).map(|m| m.nick.clone()))
             .collect();
-        out.push((
-            member,
-            Arc::new(ServerMessage::Names {
-                room: name.clone(),
-                nicks: names,
-            }),
-        ));
+        push_names(out, member, &name, names);
         for said in &r.history {
             if let ServerMessage::Message {
                 from, kind, text, ..
@@ -940,5 +955,29 @@ mod tests {
             )]
         ));
         assert_eq!(chat.room_count(), 2);
+    }
+
+    #[test]
+    fn a_room_too_big_for_one_names_message_is_listed_in_several_that_all_decode() {
+        use crate::reliable::connection::MAX_MESSAGE;
+        let mut chat = Chat::default();
+        let members = 2100u64;
+        for n in 1..=members {
+            // 32-byte nicks: 2100 of them are some 69 KB, over what one message may be.
+            nick(&mut chat, m(n), &format!("n{n:0>31}"));
+            plain(chat.apply(m(n), ClientMessage::Join { room: "big".into() }));
+        }
+        let out = plain(chat.apply(m(1), ClientMessage::Who { room: "big".into() }));
+        let mut listed = 0;
+        for (_, message) in &out {
+            let bytes = message.to_bytes();
+            assert!(bytes.len() <= MAX_MESSAGE, "{} bytes", bytes.len());
+            match ServerMessage::decode(&bytes) {
+                Ok(ServerMessage::Names { nicks, .. }) => listed += nicks.len(),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(listed as u64, members);
+        assert!(out.len() > 1);
     }
 }

@@ -47,7 +47,7 @@ use crate::rng::RandomSource;
 use crate::room::{Chat, ChatLimits, GUEST_PREFIX, MemberId, Outbox};
 use crate::text;
 use crate::wire::is_framed;
-use crate::wire::message::{ClientMessage, MAX_TEXT, MessageKind, ServerMessage};
+use crate::wire::message::{ClientMessage, MessageKind, ServerMessage, truncate_text};
 use crate::wire::packet::{CloseCode, ConnectionId, DataRef, MAX_DATAGRAM, Packet, PacketRef};
 
 /// How long one cookie window lasts; a cookie stays valid for one to two windows.
@@ -213,6 +213,8 @@ struct Peer {
     member: bool,
     /// The time of its valid entry in the server's timer queue, if it has one.
     scheduled: Option<Instant>,
+    /// It sent a message that does not decode: nothing it sent is applied any more.
+    violated: bool,
 }
 
 /// A plain-text guest.
@@ -837,6 +839,7 @@ impl Server {
                 transport,
                 member: true,
                 scheduled: None,
+                violated: false,
             }),
         );
         self.by_addr.insert(from, id);
@@ -918,12 +921,16 @@ impl Server {
                 break;
             };
             match event {
+                // Nothing after a protocol violation is applied, not even the messages that
+                // came in the same datagram.
+                ConnectionEvent::Message(_) if peer.violated => {}
                 ConnectionEvent::Message(bytes) => match ClientMessage::decode(&bytes) {
                     Ok(command) if peer.member => {
                         outbox.extend(self.chat.apply(MemberId::Connection(id), command));
                     }
                     Ok(_) => {}
                     Err(_) => {
+                        peer.violated = true;
                         peer.conn.close(now, CloseCode::ProtocolViolation);
                     }
                 },
@@ -1070,13 +1077,10 @@ impl Server {
                 },
             )
         } else if !line.is_empty() {
-            // At most MAX_TEXT characters (cut on a character boundary).
-            let end = line
-                .char_indices()
-                .nth(MAX_TEXT)
-                .map_or(line.len(), |(i, _)| i);
+            // At most MAX_TEXT bytes of UTF-8, what every client decodes (invalid bytes became
+            // three-byte U+FFFD: a datagram of 22,000 of them is 66,000 bytes of text).
             let mut text = line;
-            text.truncate(end);
+            truncate_text(&mut text);
             self.chat
                 .say_in(MemberId::Guest(from), &self.config.default_room, text)
         } else {

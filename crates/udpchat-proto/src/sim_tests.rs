@@ -983,3 +983,143 @@ fn unjoinable_datagrams_counts_the_lines_for_guests_that_take_one_per_datagram()
     while world.server.poll_transmit(now).is_some() {}
     assert_eq!(world.server.unjoinable_datagrams(), 0);
 }
+
+// ---------------------------------------------------------------- hardening (issue 15)
+
+impl World {
+    /// A guest datagram of any bytes.
+    fn guest_sends(&mut self, guest: SocketAddr, bytes: &[u8]) {
+        self.guests.entry(guest).or_default();
+        self.net.send(self.now, guest, addr(SERVER), bytes.to_vec());
+    }
+}
+
+/// Connects a bare plain connection from `from` straight to the world's server (Hello, Retry,
+/// Hello with the cookie, Welcome), for tests that need to send what no `Client` would.
+fn raw_connection(world: &mut World, from: SocketAddr) -> crate::reliable::Connection {
+    use crate::wire::packet::Packet;
+    let now = world.now;
+    let mut cookie = 0;
+    for _ in 0..2 {
+        let hello = Packet::Hello { nonce: 7, cookie }.to_bytes();
+        world.server.handle_datagram(now, from, &hello);
+        while let Some(t) = world.server.poll_transmit(now) {
+            if t.destination != from {
+                continue;
+            }
+            match Packet::decode(&t.payload) {
+                Ok(Packet::Retry { cookie: c, .. }) => cookie = c,
+                Ok(Packet::Welcome {
+                    connection, token, ..
+                }) => {
+                    return crate::reliable::Connection::new(
+                        connection,
+                        token,
+                        crate::reliable::ConnectionConfig::default(),
+                        now,
+                        None,
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    panic!("no Welcome for {from}");
+}
+
+/// Sends everything `conn` has to send now, each datagram once, into the world's network.
+fn raw_flush(world: &mut World, conn: &mut crate::reliable::Connection, from: SocketAddr) -> usize {
+    let mut datagrams = 0;
+    while let Some(d) = conn.poll_transmit(world.now) {
+        world.net.send(world.now, from, addr(SERVER), d);
+        datagrams += 1;
+    }
+    datagrams
+}
+
+#[test]
+fn a_guest_datagram_of_invalid_utf8_is_cut_to_the_byte_limit_and_kicks_nobody() {
+    use crate::wire::message::MAX_TEXT;
+    let mut world = World::new(Faults::none(), 11, ServerConfig::default());
+    let ada = world.add_client("ada", "lobby");
+    world.run(Duration::from_secs(1));
+    // 22,000 invalid bytes: 66,000 bytes of U+FFFD once decoded.
+    let guest = addr(510);
+    world.guest_sends(guest, &[0xFF; 22_000]);
+    world.run(Duration::from_secs(2));
+    // A late joiner gets it from the history.
+    let cyd = world.add_client("cyd", "lobby");
+    world.run(Duration::from_secs(2));
+    world.send(ada, say("lobby", "still here".into()));
+    world.run(Duration::from_secs(2));
+    for c in [ada, cyd] {
+        assert_eq!(world.clients[c].closed, None, "client {c} was kicked");
+    }
+    let (_, text) = world
+        .said(ada, "lobby")
+        .into_iter()
+        .find(|(from, _)| from.starts_with("guest-"))
+        .expect("the guest's line reached ada");
+    assert!(
+        text.len() <= MAX_TEXT && text.len() > MAX_TEXT - 3,
+        "{}",
+        text.len()
+    );
+    assert!(text.chars().all(|c| c == '\u{FFFD}'));
+    assert!(
+        world.clients[cyd].received.iter().any(|m| matches!(
+            m,
+            ServerMessage::Message { history: true, text, .. } if text.len() > MAX_TEXT - 3
+        )),
+        "the late joiner got the line from history"
+    );
+    assert!(
+        world
+            .said(cyd, "lobby")
+            .contains(&("ada".into(), "still here".into()))
+    );
+}
+
+#[test]
+fn nothing_after_a_protocol_violation_is_applied_not_even_in_the_same_datagram() {
+    let mut world = World::new(Faults::none(), 12, ServerConfig::default());
+    let ada = world.add_client("ada", "lobby");
+    world.run(Duration::from_secs(1));
+    let mallory = addr(666);
+    let mut conn = raw_connection(&mut world, mallory);
+    for m in [
+        ClientMessage::Nick {
+            nick: "mallory".into(),
+        },
+        ClientMessage::Join {
+            room: "lobby".into(),
+        },
+    ] {
+        conn.send_message(m.to_bytes()).unwrap();
+    }
+    raw_flush(&mut world, &mut conn, mallory);
+    world.run(Duration::from_millis(100));
+    assert!(
+        world.clients[ada]
+            .received
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Joined { nick, .. } if nick == "mallory"))
+    );
+    // A message that does not decode, then a good one, in one datagram.
+    conn.send_message(vec![0x04, 0xFF]).unwrap();
+    conn.send_message(say("lobby", "after the violation".into()).to_bytes())
+        .unwrap();
+    assert_eq!(raw_flush(&mut world, &mut conn, mallory), 1, "one datagram");
+    world.run(Duration::from_secs(1));
+    assert!(
+        !world
+            .said(ada, "lobby")
+            .iter()
+            .any(|(_, t)| t == "after the violation"),
+        "a message after the violation was applied"
+    );
+    assert!(world.clients[ada].received.iter().any(|m| matches!(
+        m,
+        ServerMessage::Left { nick, reason, .. } if nick == "mallory" && reason == "protocol violation"
+    )));
+}

@@ -19,12 +19,27 @@ use super::{DecodeError, Reader, Writer};
 
 /// The longest nick or room name, in bytes.
 pub const MAX_NAME: usize = 32;
-/// The longest message text, in bytes: 64 KiB.
+/// The longest message text, in bytes of UTF-8 (the encoded form, not characters): 64 KiB.
+/// The one limit on text: the server cuts a guest's text to it and refuses longer text from a
+/// framed client, and a client refuses to send longer text.
 pub const MAX_TEXT: usize = 64 * 1024;
 /// The longest reason or similar short string, in bytes.
 const MAX_SHORT: usize = 255;
 /// The most nicks one Names message lists.
 pub const MAX_NAMES: usize = 4096;
+/// The most nicks a server puts in one Names message: a room with more members is listed in
+/// several. Each nick takes at most 33 bytes, so a Names message stays far below
+/// `MAX_MESSAGE` (the largest message a connection reassembles), whatever the nicks.
+pub const NAMES_PER_MESSAGE: usize = 1024;
+
+/// `text` cut to at most [`MAX_TEXT`] bytes, on a character boundary (a guest's line, whose
+/// bytes may have grown when invalid UTF-8 became U+FFFD, three bytes each).
+pub fn truncate_text(text: &mut String) {
+    if text.len() > MAX_TEXT {
+        let end = text.floor_char_boundary(MAX_TEXT);
+        text.truncate(end);
+    }
+}
 
 /// What a client asks of the server.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -162,8 +162,9 @@ impl<B: bytes::BufMut> Writer for B {
         bytes::BufMut::put_u64(self, v);
     }
     fn put_str8(&mut self, s: &str) {
-        // Truncation cannot happen for validated names (at most 32 bytes); clamp to be safe.
-        let len = s.len().min(255);
+        // Truncation cannot happen for validated names (at most 32 bytes); clamp to be safe,
+        // on a character boundary so that what is written always decodes as UTF-8.
+        let len = s.floor_char_boundary(255);
         bytes::BufMut::put_u8(self, len as u8);
         self.put_slice(&s.as_bytes()[..len]);
     }
