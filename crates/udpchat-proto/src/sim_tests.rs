@@ -1123,3 +1123,109 @@ fn nothing_after_a_protocol_violation_is_applied_not_even_in_the_same_datagram()
         ServerMessage::Left { nick, reason, .. } if nick == "mallory" && reason == "protocol violation"
     )));
 }
+
+/// What the hostile side of the property test below does.
+#[derive(Debug, Clone)]
+enum HostileOp {
+    /// A guest (one of four addresses) sends a datagram of these bytes.
+    Guest {
+        guest: u16,
+        bytes: Vec<u8>,
+    },
+    /// Framed client `client` sends this command.
+    Framed {
+        client: usize,
+        message: ClientMessage,
+    },
+    /// A new framed client joins the room (and gets its history).
+    Joiner,
+    Run {
+        millis: u64,
+    },
+}
+
+/// Any string of at most `max` bytes (cut on a character boundary).
+fn text_of(max: usize) -> impl Strategy<Value = String> {
+    prop_oneof![
+        ".{0,40}".prop_map(move |s: String| cut(s, max)),
+        (any::<char>(), 0..70_000usize).prop_map(move |(c, n)| cut(c.to_string().repeat(n), max)),
+    ]
+}
+
+fn cut(mut s: String, max: usize) -> String {
+    let end = s.floor_char_boundary(max);
+    s.truncate(end);
+    s
+}
+
+fn hostile_op() -> impl Strategy<Value = HostileOp> {
+    use crate::wire::message::{MAX_NAME, MAX_TEXT};
+    let name = || prop_oneof![Just("lobby".to_string()), text_of(MAX_NAME)];
+    // Lengths around the limits too: a byte that is not UTF-8 grows to three (U+FFFD), so
+    // datagrams of about a third of MAX_TEXT land on either side of it once decoded.
+    let long = prop_oneof![
+        0..65_000usize,
+        MAX_TEXT / 3 - 100..MAX_TEXT / 3 + 400,
+        MAX_TEXT - 100..MAX_TEXT + 400,
+    ];
+    let guest_bytes = prop_oneof![
+        2 => proptest::collection::vec(any::<u8>(), 0..300),
+        3 => (any::<u8>(), long).prop_map(|(b, n)| vec![b; n]),
+        1 => text_of(65_000).prop_map(String::into_bytes),
+        1 => Just(b"/who\n".to_vec()),
+    ];
+    prop_oneof![
+        3 => (0..4u16, guest_bytes).prop_map(|(guest, bytes)| HostileOp::Guest { guest, bytes }),
+        3 => (0..2usize, 0..6u8, name(), text_of(MAX_TEXT)).prop_map(|(client, kind, name, text)| {
+            let message = match kind {
+                0 => ClientMessage::Say { room: "lobby".into(), text },
+                1 => ClientMessage::Action { room: "lobby".into(), text },
+                2 => ClientMessage::Private { to: name, text },
+                3 => ClientMessage::Topic { room: "lobby".into(), topic: Some(text) },
+                4 => ClientMessage::Nick { nick: name },
+                _ => ClientMessage::Join { room: name },
+            };
+            HostileOp::Framed { client, message }
+        }),
+        1 => Just(HostileOp::Joiner),
+        2 => (0..300u64).prop_map(|millis| HostileOp::Run { millis }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Whatever guests and framed members send (any bytes, texts up to the limit, any names),
+    /// everything the server emits, live or from history, decodes at its clients: no client
+    /// ever closes its connection over what the server sent.
+    #[test]
+    fn whatever_the_server_sends_its_clients_accept(
+        ops in proptest::collection::vec(hostile_op(), 1..16),
+        seed in 0..1000u64,
+    ) {
+        let mut world = World::new(Faults::lossy(0.05), seed, ServerConfig::default());
+        world.add_client("ada", "lobby");
+        world.add_client("bob", "lobby");
+        world.run(Duration::from_secs(2));
+        let mut joiners = 0;
+        for op in ops {
+            match op {
+                HostileOp::Guest { guest, bytes } => world.guest_sends(addr(600 + guest), &bytes),
+                HostileOp::Framed { client, message } => {
+                    // (A client's own limits refuse what the server would refuse; what it
+                    // queues is what matters here.)
+                    let _ = world.clients[client].client.send(&message);
+                }
+                HostileOp::Joiner => {
+                    joiners += 1;
+                    world.add_client(&format!("late{joiners}"), "lobby");
+                }
+                HostileOp::Run { millis } => world.run(Duration::from_millis(millis)),
+            }
+        }
+        world.run(Duration::from_secs(20));
+        for c in &world.clients {
+            prop_assert_eq!(c.closed, None, "a client closed over what the server sent: {:?}", c.received.last());
+        }
+    }
+}
