@@ -166,6 +166,27 @@ CONNECTION = {
     + EXCHANGE,
 }
 
+# room_output (fuzz_targets/room_output.rs): op 0 = guest, len16, pattern; op 1 = member
+# command; op 2 = a late joiner; op 4 = the clock advances step * 20 ms.
+def room_guest(guest, length, pattern):
+    return bytes([0, guest]) + length.to_bytes(2, "big") + bytes([len(pattern) - 1]) + pattern
+
+
+def room_command(member, kind, name, half_length, pattern):
+    return (bytes([1, member, kind, len(name)]) + name + half_length.to_bytes(2, "big")
+            + bytes([len(pattern) - 1]) + pattern)
+
+
+ROOM_OUTPUT = {
+    # 22,000 bytes that are not UTF-8: 66,000 bytes of U+FFFD once decoded.
+    "invalid_guest_line": room_guest(1, 22_000, b"\xff") + bytes([4, 50, 2, 4, 100]),
+    "long_say_and_topic": room_command(0, 0, b"", 32_768, "\u00e9".encode())
+    + room_command(1, 3, b"", 30_000, b"ab")
+    + bytes([4, 50, 2, 4, 100]),
+    "private_and_names": room_command(2, 2, b"m0", 100, b"hi") + room_command(0, 6, b"lobby", 0, b"x")
+    + bytes([4, 50]),
+}
+
 
 def main():
     for target, seeds in {
@@ -174,6 +195,7 @@ def main():
                             **{f"server_{k}": v for k, v in SERVER.items()}},
         "text": TEXT,
         "connection": CONNECTION,
+        "room_output": ROOM_OUTPUT,
     }.items():
         out = HERE / target
         out.mkdir(exist_ok=True)

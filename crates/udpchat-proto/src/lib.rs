@@ -25,6 +25,7 @@ pub mod limiter;
 pub mod reliable;
 pub mod rng;
 pub mod room;
+pub mod sender_limit;
 pub mod server;
 pub mod text;
 pub mod wire;

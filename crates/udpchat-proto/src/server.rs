@@ -45,6 +45,7 @@ use crate::limiter::{RateLimiter, RateLimits};
 use crate::reliable::{CloseReason, Connection, ConnectionConfig, ConnectionEvent, SendError};
 use crate::rng::RandomSource;
 use crate::room::{Chat, ChatLimits, GUEST_PREFIX, MemberId, Outbox};
+use crate::sender_limit::{SenderBucket, SenderLimits};
 use crate::text;
 use crate::wire::is_framed;
 use crate::wire::message::{ClientMessage, MessageKind, ServerMessage, truncate_text};
@@ -65,6 +66,8 @@ pub struct ServerStats {
     pub retries_sent: u64,
     /// Datagrams dropped by the per-source rate limits.
     pub rate_limited: u64,
+    /// Guest lines not relayed because their sender went over its rate.
+    pub throttled: u64,
 }
 
 /// How the server behaves; every bound is here.
@@ -91,6 +94,8 @@ pub struct ServerConfig {
     pub chat: ChatLimits,
     /// Per-source limits on unauthenticated work (handshakes, guest lines).
     pub rate_limits: RateLimits,
+    /// How fast one member or guest may send messages into the chat (see [`SenderLimits`]).
+    pub senders: SenderLimits,
     /// The server's static key: with it, framed clients must use the secure handshake and
     /// every later datagram is encrypted; without it, version-1 plain framing.
     pub identity: Option<StaticKeypair>,
@@ -115,6 +120,7 @@ impl ServerConfig {
             default_room: "lobby".into(),
             chat: ChatLimits::default(),
             rate_limits: RateLimits::default(),
+            senders: SenderLimits::default(),
             identity: None,
         }
     }
@@ -215,7 +221,30 @@ struct Peer {
     scheduled: Option<Instant>,
     /// It sent a message that does not decode: nothing it sent is applied any more.
     violated: bool,
+    /// Its rate (see [`ServerConfig::senders`]).
+    bucket: SenderBucket,
+    /// Messages it sent beyond its rate, with their sizes, applied as its buckets refill; its
+    /// connection stops receiving once [`HELD_BEFORE_PAUSE`] wait here.
+    held: VecDeque<(ClientMessage, usize)>,
+    /// When the first held message may be applied.
+    release_at: Option<Instant>,
 }
+
+impl Peer {
+    /// When it next needs [`Server::handle_timeout`]: its connection's timer or its held
+    /// messages' release.
+    fn deadline(&self) -> Option<Instant> {
+        match (self.conn.poll_timeout(), self.release_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Messages held for a member over its rate before its connection stops taking more (and
+/// takes them again once half are applied): a flooding member is slowed down by its own
+/// retransmissions, losing nothing, and holds at most this plus one window of messages.
+const HELD_BEFORE_PAUSE: usize = 32;
 
 /// A plain-text guest.
 #[derive(Debug)]
@@ -244,6 +273,12 @@ struct Guest {
     outgoing: Vec<u8>,
     /// It is in the server's `guests_ready`.
     listed: bool,
+    /// Its rate (see [`ServerConfig::senders`]).
+    bucket: SenderBucket,
+    /// Lines not relayed because they came over its rate, since it was last told.
+    throttled: u64,
+    /// When it was last told to slow down.
+    slowdown_told: Option<Instant>,
 }
 
 /// A guest's joined lines as a datagram, copied into the server's outgoing buffer: the guest
@@ -394,8 +429,11 @@ impl Server {
                 continue;
             }
             peer.scheduled = None;
-            if peer.conn.poll_timeout().is_some_and(|t| t <= now) {
-                peer.conn.handle_timeout(now);
+            let connection_due = peer.conn.poll_timeout().is_some_and(|t| t <= now);
+            if connection_due || peer.release_at.is_some_and(|t| t <= now) {
+                if connection_due {
+                    peer.conn.handle_timeout(now);
+                }
                 self.after_connection_input(now, id);
             } else {
                 // Its deadline moved later: scheduled again once drained.
@@ -426,7 +464,7 @@ impl Server {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
-        let Some(due) = peer.conn.poll_timeout() else {
+        let Some(due) = peer.deadline() else {
             return;
         };
         if peer.scheduled.is_some_and(|scheduled| scheduled <= due) {
@@ -443,7 +481,7 @@ impl Server {
         if self.timers.len() > 2 * self.peers.len() + 64 {
             let mut timers = Vec::with_capacity(self.peers.len());
             for (id, peer) in &mut self.peers {
-                peer.scheduled = peer.conn.poll_timeout();
+                peer.scheduled = peer.deadline();
                 if let Some(due) = peer.scheduled {
                     timers.push(Reverse((due, *id)));
                 }
@@ -549,7 +587,7 @@ impl Server {
         let touched = self
             .ready
             .iter()
-            .filter_map(|id| self.peers.get(id)?.conn.poll_timeout());
+            .filter_map(|id| self.peers.get(id)?.deadline());
         queued.into_iter().chain(guests).chain(touched).min()
     }
 
@@ -557,7 +595,7 @@ impl Server {
     /// timer queue must never be later than (checked throughout the simulations).
     #[cfg(test)]
     pub(crate) fn earliest_deadline_by_scan(&self) -> Option<Instant> {
-        let conns = self.peers.values().filter_map(|p| p.conn.poll_timeout());
+        let conns = self.peers.values().filter_map(|p| p.deadline());
         let guests = self
             .guests
             .values()
@@ -840,6 +878,9 @@ impl Server {
                 member: true,
                 scheduled: None,
                 violated: false,
+                bucket: SenderBucket::new(),
+                held: VecDeque::new(),
+                release_at: None,
             }),
         );
         self.by_addr.insert(from, id);
@@ -913,6 +954,7 @@ impl Server {
     /// After a connection received something or timed out: act on its events.
     fn after_connection_input(&mut self, now: Instant, id: ConnectionId) {
         let mut outbox = Outbox::new();
+        self.release_held(now, id, &mut outbox, false);
         loop {
             let Some(peer) = self.peers.get_mut(&id) else {
                 return;
@@ -926,7 +968,17 @@ impl Server {
                 ConnectionEvent::Message(_) if peer.violated => {}
                 ConnectionEvent::Message(bytes) => match ClientMessage::decode(&bytes) {
                     Ok(command) if peer.member => {
-                        outbox.extend(self.chat.apply(MemberId::Connection(id), command));
+                        // Within its rate, and nothing held before it: applied now.
+                        if peer.held.is_empty()
+                            && peer.bucket.try_take(now, &self.config.senders, bytes.len())
+                        {
+                            outbox.extend(self.chat.apply(MemberId::Connection(id), command));
+                        } else {
+                            peer.held.push_back((command, bytes.len()));
+                            if peer.held.len() >= HELD_BEFORE_PAUSE {
+                                peer.conn.pause_receiving(true);
+                            }
+                        }
                     }
                     Ok(_) => {}
                     Err(_) => {
@@ -937,6 +989,14 @@ impl Server {
                 ConnectionEvent::Unblocked => {}
                 ConnectionEvent::Closed(reason) => {
                     let addr = peer.addr;
+                    if peer.member && !peer.violated {
+                        // What it sent was acknowledged: it is said, in order, before it
+                        // leaves (at most the held messages, beyond its rate).
+                        self.release_held(now, id, &mut outbox, true);
+                    }
+                    let Some(peer) = self.peers.get_mut(&id) else {
+                        return;
+                    };
                     if std::mem::replace(&mut peer.member, false) {
                         let why = match reason {
                             CloseReason::TimedOut => "timeout",
@@ -957,8 +1017,52 @@ impl Server {
                 }
             }
         }
+        self.schedule_release(now, id);
         self.mark_ready(id);
         self.deliver_all(now, outbox);
+    }
+
+    /// Applies connection `id`'s held messages that its rate allows now (all of them with
+    /// `everything`), in order, into `outbox`.
+    fn release_held(
+        &mut self,
+        now: Instant,
+        id: ConnectionId,
+        outbox: &mut Outbox,
+        everything: bool,
+    ) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        while let Some(&(_, len)) = peer.held.front() {
+            if !everything && !peer.bucket.try_take(now, &self.config.senders, len) {
+                break;
+            }
+            let Some((command, _)) = peer.held.pop_front() else {
+                break;
+            };
+            outbox.extend(self.chat.apply(MemberId::Connection(id), command));
+        }
+    }
+
+    /// After connection `id`'s input: when its first held message may be applied, and whether
+    /// its connection takes more (it resumes once half the held messages are applied).
+    fn schedule_release(&mut self, now: Instant, id: ConnectionId) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if !peer.member {
+            peer.held.clear();
+        }
+        peer.release_at = peer
+            .held
+            .front()
+            .map(|&(_, len)| peer.bucket.ready_at(now, &self.config.senders, len));
+        if peer.conn.is_receive_paused() && peer.held.len() <= HELD_BEFORE_PAUSE / 2 {
+            peer.conn.pause_receiving(false);
+        }
+        // (Its entry in the timer queue is made once its output is drained: it is marked
+        // ready next, as after any input.)
     }
 
     fn mark_ready(&mut self, id: ConnectionId) {
@@ -1069,6 +1173,31 @@ impl Server {
             self.flush_guest(from);
             return;
         }
+        // Over its rate (see ServerConfig::senders), a line is not relayed, and the guest is
+        // told (at most once a second): a guest has no flow control to slow it down with.
+        if !guest
+            .bucket
+            .try_take(now, &self.config.senders, datagram.len())
+        {
+            guest.throttled += 1;
+            if guest
+                .slowdown_told
+                .is_none_or(|told| now.saturating_duration_since(told) >= Duration::from_secs(1))
+            {
+                guest.slowdown_told = Some(now);
+                let dropped = std::mem::take(&mut guest.throttled);
+                let rate = self.config.senders.messages_per_second;
+                self.send_guest_line(
+                    from,
+                    &format!(
+                        "* slow down: {dropped} of your lines not relayed (at most {rate} lines a second)"
+                    ),
+                );
+            }
+            self.stats.throttled += 1;
+            self.flush_guest(from);
+            return;
+        }
         let mut outbox = if trimmed == "/who" {
             self.chat.apply(
                 MemberId::Guest(from),
@@ -1122,6 +1251,9 @@ impl Server {
                 scheduled: now + self.config.connection.idle_timeout,
                 outgoing: Vec::new(),
                 listed: false,
+                bucket: SenderBucket::new(),
+                throttled: 0,
+                slowdown_told: None,
             },
         );
         self.guest_timers

@@ -1229,3 +1229,103 @@ proptest! {
         }
     }
 }
+
+/// Room messages from `from` that client `c` received, in order.
+fn texts_from(world: &World, c: usize, from: &str) -> Vec<String> {
+    world
+        .said(c, "lobby")
+        .into_iter()
+        .filter(|(f, _)| f == from)
+        .map(|(_, t)| t)
+        .collect()
+}
+
+#[test]
+fn a_flooding_member_is_slowed_to_its_rate_losing_nothing_and_its_audience_stays() {
+    let mut config = ServerConfig::default();
+    // Small queues toward members: a flood relayed at full speed would fill them.
+    config.connection.max_queued_bytes = 20_000;
+    let mut world = World::new(Faults::none(), 21, config);
+    let ada = world.add_client("ada", "lobby");
+    let bob = world.add_client("bob", "lobby");
+    let mut big_queue = ClientConfig::default();
+    big_queue.connection.max_queued_bytes = 4 << 20;
+    let flood = world.add_client_with("flood", "lobby", big_queue);
+    world.run(Duration::from_secs(1));
+    let lines = 2_000;
+    for i in 0..lines {
+        world.send(flood, say("lobby", format!("{i:0>100}")));
+    }
+    let start = world.now;
+    // Meanwhile ada and bob talk; each line reaches the other within 2 s.
+    for round in 0..10 {
+        let ping = format!("ping {round}");
+        world.send(ada, say("lobby", ping.clone()));
+        let sent = world.now;
+        loop {
+            world.run(Duration::from_millis(50));
+            if texts_from(&world, bob, "ada").contains(&ping) {
+                break;
+            }
+            assert!(
+                world.now - sent < Duration::from_secs(2),
+                "{ping} took over 2 s"
+            );
+        }
+        world.run(Duration::from_millis(500));
+    }
+    // The flood reaches the room no faster than the rate (a burst of 200, then 50 a second).
+    let elapsed = (world.now - start).as_secs_f64();
+    let relayed = texts_from(&world, ada, "flood").len();
+    assert!(
+        (relayed as f64) <= 200.0 + 50.0 * elapsed + 5.0,
+        "{relayed} lines in {elapsed:.1} s"
+    );
+    assert!(
+        relayed >= 200,
+        "the flooder is slowed, not stopped: {relayed}"
+    );
+    // Nothing is lost: given time, every line arrives, in order, and nobody was evicted.
+    world.run(Duration::from_secs(60));
+    let expected: Vec<String> = (0..lines).map(|i| format!("{i:0>100}")).collect();
+    assert_eq!(texts_from(&world, bob, "flood"), expected);
+    for c in [ada, bob, flood] {
+        assert_eq!(world.clients[c].closed, None, "client {c}");
+    }
+    assert!(
+        !world.clients[ada]
+            .received
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Left { .. }))
+    );
+}
+
+#[test]
+fn a_flooding_guest_is_held_to_its_rate_and_told() {
+    let mut world = World::new(Faults::none(), 22, ServerConfig::default());
+    let ada = world.add_client("ada", "lobby");
+    world.run(Duration::from_secs(1));
+    let guest = addr(530);
+    validate_guest(&mut world, guest, "\n");
+    // Its rate's bucket refills while it waits.
+    world.run(Duration::from_secs(5));
+    let before = world.said(ada, "lobby").len();
+    for i in 0..2_000 {
+        world.guest_says(guest, &format!("flood {i}\n"));
+    }
+    world.run(Duration::from_millis(500));
+    let relayed = world.said(ada, "lobby").len() - before;
+    assert!(
+        (150..=230).contains(&relayed),
+        "a burst of 200 relayed, not {relayed}"
+    );
+    assert!(
+        world.guests[&guest]
+            .iter()
+            .any(|l| l.contains("slow down") && l.contains("not relayed")),
+        "{:?}",
+        world.guests[&guest]
+    );
+    assert!(world.server.stats().throttled > 1_000);
+    assert_eq!(world.clients[ada].closed, None);
+}

@@ -165,6 +165,15 @@ pub struct ServeArgs {
     /// the members (every member still receives in order). 0: one thread does everything.
     #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
     pub sending_threads: u16,
+    /// Messages per second one member or guest may send into the chat, with bursts of four
+    /// seconds' worth (0: no limit). A member sending faster is slowed down (nothing lost); a
+    /// guest's surplus lines are not relayed, and it is told.
+    #[arg(long, value_name = "N", default_value_t = udpchat_proto::sender_limit::DEFAULT_MESSAGES_PER_SECOND)]
+    pub max_message_rate: u32,
+    /// Bytes of messages per second one member or guest may send, with bursts of two seconds'
+    /// worth and at least one message of the largest size (0: no limit).
+    #[arg(long, value_name = "BYTES", default_value_t = udpchat_proto::sender_limit::DEFAULT_BYTES_PER_SECOND)]
+    pub max_byte_rate: u32,
 }
 
 /// Arguments of `udpchat join`.

@@ -14,6 +14,7 @@ use crate::trace::{Direction, Tracer};
 use crate::{net, output};
 use udpchat_proto::crypto::fingerprint;
 use udpchat_proto::rng::RandomSource;
+use udpchat_proto::sender_limit::SenderLimits;
 
 /// Runs `udpchat serve`.
 ///
@@ -48,6 +49,7 @@ pub fn run(args: &ServeArgs, tracer: Tracer) -> Result<ExitCode> {
         ));
         let mut config = ServerConfig::with_peer_timeout(args.peer_timeout);
         config.guests = !args.no_guests;
+        config.senders = SenderLimits::per_second(args.max_message_rate, args.max_byte_rate);
         config.identity = Some(identity);
         let server = Server::new(config, Box::new(OsRandom::new().context("no randomness")?));
         let mut interrupt =

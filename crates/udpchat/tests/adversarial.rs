@@ -166,3 +166,142 @@ fn floods_do_not_disturb_real_clients_nor_grow_memory_nor_amplify() {
     ada.close_stdin();
     ada.expect_success();
 }
+
+/// The word after `/ok ` in a line, if any (the code a guest must send back).
+fn code_in(line: &str) -> Option<String> {
+    let rest = line.split("/ok ").nth(1)?;
+    Some(rest.split_whitespace().next()?.to_owned())
+}
+
+/// A guest socket that has been let in (it sent its code back).
+fn validated_guest(port: u16) -> UdpSocket {
+    let guest = UdpSocket::bind("127.0.0.1:0").unwrap();
+    guest.set_read_timeout(Some(TIMEOUT)).unwrap();
+    guest.connect(("127.0.0.1", port)).unwrap();
+    // A long first line earns the budget for the line with the code.
+    guest
+        .send(format!("hello from a guest who will flood {}\n", "-".repeat(200)).as_bytes())
+        .unwrap();
+    let mut buf = [0u8; 65_536];
+    let deadline = Instant::now() + TIMEOUT;
+    let code = loop {
+        assert!(Instant::now() < deadline, "no code for the guest");
+        let n = guest.recv(&mut buf).expect("the guest hears the server");
+        if let Some(code) = String::from_utf8_lossy(&buf[..n]).lines().find_map(code_in) {
+            break code;
+        }
+    };
+    guest.send(format!("/ok {code}\n").as_bytes()).unwrap();
+    loop {
+        assert!(Instant::now() < deadline, "the guest was never let in");
+        let n = guest.recv(&mut buf).expect("the guest hears the server");
+        if String::from_utf8_lossy(&buf[..n]).contains("thanks") {
+            break guest;
+        }
+    }
+}
+
+/// Issue 15, hole 3: one member piping 20,000 lines and one validated guest sending 20,000
+/// lines as fast as they can; the others stay connected and hear each other within 2 s.
+#[test]
+fn flooders_are_slowed_and_everyone_else_keeps_talking() {
+    let server = Proc::udpchat(&["serve", "--port", "0"]);
+    let port = server.listening_port();
+    let target = format!("127.0.0.1:{port}");
+    let ada = Proc::udpchat(&["join", &target, "--nick", "ada", "--json"]);
+    next_json(&ada, |e| e["type"] == "join" && e["nick"] == "ada");
+    let bob = Proc::udpchat(&["join", &target, "--nick", "bob", "--json"]);
+    next_json(&ada, |e| e["type"] == "join" && e["nick"] == "bob");
+    let (mut ada, mut bob) = (ada, bob);
+
+    // A member flooding through a pipe: `seq 20000 | udpchat join`.
+    let flood_start = Instant::now();
+    let mut flooder = std::process::Command::new(env!("CARGO_BIN_EXE_udpchat"))
+        .env("XDG_DATA_HOME", support::data_home())
+        .args(["join", &target, "--nick", "flood"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut pipe = flooder.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let input: String = (0..20_000).map(|i| format!("member flood {i}\n")).collect();
+        // Ends with a broken pipe once the test kills the flooder: fine.
+        let _ = pipe.write_all(input.as_bytes());
+    });
+    next_json(&ada, |e| e["type"] == "join" && e["nick"] == "flood");
+
+    // A validated guest flooding as fast as it can.
+    let guest = validated_guest(port);
+    let blaster = std::thread::spawn(move || {
+        for i in 0..20_000 {
+            let _ = guest.send(format!("guest flood {i}\n").as_bytes());
+        }
+    });
+
+    // Not cut off: a leave of ada or bob, or a closed connection, fails the test.
+    let about_us = |e: &Value| {
+        e["type"] == "closed"
+            || (e["type"] == "leave" && (e["nick"] == "ada" || e["nick"] == "bob"))
+    };
+    // The chat goes on during the flood: both flooders are heard first, then ada and bob
+    // talk for a few seconds.
+    for flooder in ["flood", "guest-"] {
+        next_json(&ada, |e| {
+            e["type"] == "message" && e["from"].as_str().is_some_and(|f| f.starts_with(flooder))
+        });
+    }
+    let talk_until = Instant::now() + Duration::from_secs(4);
+    let mut worst = Duration::ZERO;
+    let flood_heard = std::cell::Cell::new(0u32);
+    let mut round = 0;
+    while round < 10 || Instant::now() < talk_until {
+        round += 1;
+        for ping in [true, false] {
+            let (nick, text) = if ping {
+                ("ada", format!("ping {round}"))
+            } else {
+                ("bob", format!("pong {round}"))
+            };
+            let sent_at = Instant::now();
+            if ping {
+                ada.send_line(&text);
+            } else {
+                bob.send_line(&text);
+            }
+            let to = if ping { &bob } else { &ada };
+            let got = next_json(to, |e| {
+                assert!(!about_us(e), "cut off: {e}");
+                if !ping && e["type"] == "message" && e["from"] != "bob" && e["from"] != "ada" {
+                    flood_heard.set(flood_heard.get() + 1);
+                }
+                e["type"] == "message" && e["from"] == nick
+            });
+            assert_eq!(got["text"], text.as_str());
+            worst = worst.max(sent_at.elapsed());
+        }
+    }
+    // Held to their rate: a burst of 200 each, then 50 a second (what ada heard of them,
+    // from when they were first heard).
+    let elapsed = flood_start.elapsed().as_secs_f64();
+    let heard = flood_heard.get();
+    eprintln!(
+        "flood of 20,000 lines from a member and a guest: ada heard {heard} of them in \
+         {elapsed:.1} s; slowest chat line {worst:?}"
+    );
+    assert!(
+        f64::from(heard) <= 2.0 * (200.0 + 50.0 * elapsed) + 20.0,
+        "the flooders were not slowed: {heard} lines in {elapsed:.1} s"
+    );
+    assert!(
+        worst < Duration::from_secs(2),
+        "a line took {worst:?} during the flood"
+    );
+    let _ = flooder.kill();
+    let _ = flooder.wait();
+    writer.join().unwrap();
+    blaster.join().unwrap();
+    drop(server);
+}

@@ -183,6 +183,8 @@ pub struct ConnectionStats {
     pub duplicates: u64,
     /// Whole messages delivered.
     pub messages_delivered: u64,
+    /// Segments refused because receiving was paused (the peer sends them again later).
+    pub refused_while_paused: u64,
 }
 
 /// In-order data is acknowledged at once, not after `max_ack_delay`, when this many segments
@@ -237,6 +239,9 @@ pub struct Connection {
     ack_deadline: Option<Instant>,
     /// Segments received since our last acknowledgement.
     unacknowledged_segments: u32,
+    /// The owner takes no more messages for now (see
+    /// [`pause_receiving`](Connection::pause_receiving)): new segments are refused, unacknowledged.
+    receive_paused: bool,
 
     events: VecDeque<ConnectionEvent>,
     stats: ConnectionStats,
@@ -291,6 +296,7 @@ impl Connection {
             last_received: now,
             ack_deadline: None,
             unacknowledged_segments: 0,
+            receive_paused: false,
             events: VecDeque::new(),
             stats: ConnectionStats::default(),
             messages_acknowledged: 0,
@@ -486,6 +492,20 @@ impl Connection {
             acked: false,
             lost: false,
         });
+    }
+
+    /// Stops (`true`) or resumes (`false`) taking new messages from the peer: while paused,
+    /// segments not received yet are refused without acknowledgement, so the peer keeps them
+    /// and sends them again, backing off: a receiver that cannot take more (a server holding a
+    /// flooding member to its rate) slows the sender down without losing anything. Messages
+    /// already delivered as events are not affected.
+    pub fn pause_receiving(&mut self, paused: bool) {
+        self.receive_paused = paused;
+    }
+
+    /// Whether receiving is paused (see [`pause_receiving`](Self::pause_receiving)).
+    pub fn is_receive_paused(&self) -> bool {
+        self.receive_paused
     }
 
     /// Closes the connection: a Close datagram goes out, then the connection lingers a few RTOs
@@ -836,6 +856,12 @@ impl Connection {
     /// One received segment. Returns whether it arrived out of order (ack at once).
     fn on_segment(&mut self, segment: SegmentRef<'_>) -> bool {
         let offset = segment.seq.wrapping_sub(self.next_expected);
+        if self.receive_paused && offset < MAX_WINDOW {
+            // Refused as if lost: the peer sends it again after its retransmission timeout
+            // (backing off), and the acknowledgement sent at once shows it we are alive.
+            self.stats.refused_while_paused += 1;
+            return true;
+        }
         if offset >= MAX_WINDOW {
             // Behind the window (a duplicate of delivered data) or beyond it (the sender
             // overran the window): either way, acknowledge at once so the sender catches up.
@@ -1061,6 +1087,27 @@ mod tests {
         assert_eq!(pair.got_b, msgs);
         assert!(pair.a.is_send_idle());
         assert_eq!(pair.a.stats().retransmits, 0);
+    }
+
+    #[test]
+    fn a_paused_receiver_takes_nothing_new_and_the_sender_catches_up_when_it_resumes() {
+        let mut pair = Pair::new(Faults::none(), 1);
+        let first = messages(2, 5);
+        send_all(&mut pair, A, &first);
+        pair.drive(Duration::from_secs(1));
+        assert_eq!(pair.got_b, first);
+        pair.b.pause_receiving(true);
+        let more = messages(3, 30);
+        send_all(&mut pair, A, &more);
+        pair.drive(Duration::from_secs(5));
+        assert_eq!(pair.got_b, first, "nothing new while paused");
+        assert!(pair.b.stats().refused_while_paused > 0);
+        assert_eq!(pair.closed_a, None, "the sender hears acks: it stays");
+        pair.b.pause_receiving(false);
+        pair.drive(Duration::from_secs(10));
+        let all: Vec<Vec<u8>> = first.iter().chain(&more).cloned().collect();
+        assert_eq!(pair.got_b, all, "everything, once, in order");
+        assert!(pair.a.is_send_idle());
     }
 
     #[test]

@@ -160,6 +160,12 @@ impl TargetProcess {
                     "127.0.0.1",
                     "--peer-timeout",
                     "120",
+                    // The load's senders flood by design: measured without the per-sender
+                    // rate limits (the relay and the Python server have none).
+                    "--max-message-rate",
+                    "0",
+                    "--max-byte-rate",
+                    "0",
                 ])
                 .arg("--key-file")
                 .arg(scratch.join("bench-server.key"));
