@@ -20,7 +20,7 @@ use udpchat_net::OsRandom;
 use udpchat_proto::client::{Client, ClientConfig, ClientEvent};
 use udpchat_proto::reliable::{CloseReason, SendError};
 use udpchat_proto::room::{GUEST_PREFIX, is_valid_name};
-use udpchat_proto::text::neutralize;
+use udpchat_proto::text::{is_unsafe_for_terminal, neutralize};
 use udpchat_proto::wire::message::{ClientMessage, ErrorCode, MessageKind, ServerMessage, TooLong};
 use udpchat_proto::wire::packet::CloseCode;
 
@@ -598,7 +598,7 @@ impl Printer {
     /// A local status: stderr in text mode, a JSON event in JSON mode.
     fn status(&self, text: &str, kind: &str) {
         if self.json {
-            let _ = output::print_line(&json!({ "type": kind, "text": text }).to_string());
+            let _ = output::print_line(&terminal_safe_json(&json!({ "type": kind, "text": text })));
         } else {
             output::status(&format!("* {text}"));
         }
@@ -651,7 +651,28 @@ pub fn text_line(message: &ServerMessage) -> Option<String> {
     })
 }
 
-/// An event as one JSON object (serde escapes control characters, so it is terminal-safe).
+/// `value` as one line of JSON that is safe to print on a terminal: serde escapes the C0
+/// controls; every other character a terminal could act on (DEL, the C1 controls such as
+/// U+009B, which some terminals take for CSI, and the bidi overrides and isolates; see
+/// [`is_unsafe_for_terminal`]) is escaped here as `\uXXXX`. They can only occur inside strings,
+/// so the JSON stays valid and decodes to the same text.
+pub fn terminal_safe_json(value: &serde_json::Value) -> String {
+    let raw = value.to_string();
+    if !raw.chars().any(is_unsafe_for_terminal) {
+        return raw;
+    }
+    let mut out = String::with_capacity(raw.len() + 16);
+    for c in raw.chars() {
+        if is_unsafe_for_terminal(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// An event as one JSON object, terminal-safe (see [`terminal_safe_json`]).
 pub fn json_line(message: &ServerMessage) -> Option<String> {
     let value = match message {
         ServerMessage::Message {
@@ -694,7 +715,7 @@ pub fn json_line(message: &ServerMessage) -> Option<String> {
             json!({ "type": "error", "code": format!("{code:?}"), "text": text })
         }
     };
-    Some(value.to_string())
+    Some(terminal_safe_json(&value))
 }
 
 #[cfg(test)]
@@ -791,6 +812,35 @@ mod tests {
             text: "\x1b[2Jhi".into(),
         };
         assert_eq!(text_line(&m).unwrap(), "[lobby] (history) ev^[il: ^[[2Jhi");
+    }
+
+    #[test]
+    fn json_lines_escape_c1_bidi_and_del_and_still_round_trip() {
+        let hostile = "a\u{9b}2Jb\u{85}c\u{202e}d\u{2066}e\u{2069}f\u{7f}g\u{1b}[0m\u{e9}\u{1f600}";
+        let m = ServerMessage::Message {
+            room: "lobby".into(),
+            from: "ev\u{202d}e".into(),
+            kind: MessageKind::Say,
+            history: false,
+            text: hostile.into(),
+        };
+        let line = json_line(&m).unwrap();
+        assert!(
+            !line.chars().any(is_unsafe_for_terminal),
+            "raw control in {line:?}"
+        );
+        for escaped in [
+            "\\u009b", "\\u0085", "\\u202e", "\\u2066", "\\u2069", "\\u007f", "\\u202d",
+        ] {
+            assert!(line.contains(escaped), "{escaped} missing from {line}");
+        }
+        assert!(
+            line.contains('\u{e9}') && line.contains('\u{1f600}'),
+            "{line}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["text"], hostile);
+        assert_eq!(v["from"], "ev\u{202d}e");
     }
 
     #[test]
