@@ -167,8 +167,25 @@ impl KeyCheck {
         }
         let mut pinned_now = None;
         if self.pinned.is_none() && self.known.pinned(&self.server_name) != Some(key) {
-            self.known.pin(&self.server_name, key)?;
-            pinned_now = Some(format!("pinned the key of {}: {offered}", self.server_name));
+            // A key the user named replaces an earlier pin; a first-use pin does not, and
+            // loses to another `join` that pinned another key for this server meanwhile.
+            let before = if self.wanted.is_some() {
+                self.known.replace(&self.server_name, key)?
+            } else {
+                self.known.pin(&self.server_name, key)?
+            };
+            match before {
+                keys::Pin::Changed { pinned } if self.wanted.is_none() => {
+                    return Ok(KeyVerdict::Refused(Self::mismatch(
+                        &fingerprint(&pinned),
+                        &offered,
+                    )));
+                }
+                keys::Pin::Matches => {}
+                _ => {
+                    pinned_now = Some(format!("pinned the key of {}: {offered}", self.server_name));
+                }
+            }
         }
         Ok(KeyVerdict::Accepted {
             fingerprint: offered,

@@ -137,9 +137,13 @@ fn a_wrong_server_key_is_refused_before_the_nick_the_room_or_a_line_leaves() {
     let (_server, port) = serve(&[]);
     let mut seen = Vec::new();
     let mut watcher = join(port, "watcher", &[]);
-    expect_event(&watcher, &mut seen, "the watcher's join", |e| {
-        e["type"] == "join" && e["nick"] == "watcher"
-    });
+    // The member list that follows the watcher's own join: the next one is the answer to /who.
+    expect_event(
+        &watcher,
+        &mut seen,
+        "the watcher's first member list",
+        |e| e["type"] == "names",
+    );
     let other = "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF-GGGG-HHHH";
     let mut ada = join(port, "ada", &["--server-key", other]);
     ada.send_line("my secret words");
@@ -272,4 +276,69 @@ fn a_server_message_that_does_not_decode_ends_join_with_an_error() {
         assert!(!out.contains("after"), "applied after the violation: {out}");
         server.join().unwrap();
     }
+}
+
+#[test]
+fn a_bad_key_file_stops_serve_before_it_binds_its_port() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = support::data_home().join(format!("bad-keys-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.key");
+    std::fs::write(
+        &good,
+        format!("# a udpchat server key\n{}\n", "07".repeat(32)),
+    )
+    .unwrap();
+    std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let link = dir.join("link.key");
+    std::os::unix::fs::symlink(&good, &link).unwrap();
+    let directory = dir.join("directory.key");
+    std::fs::create_dir(&directory).unwrap();
+
+    // Someone holds the port: the key file is what serve reports, so it never tried the port.
+    let held = support::local_socket();
+    let port = held.local_addr().unwrap().port().to_string();
+    for (bad, why) in [
+        (
+            &link,
+            "is a symbolic link; refusing it (give the key file's real path)",
+        ),
+        (&directory, "not a regular file; refusing it"),
+    ] {
+        let bad = bad.to_str().unwrap();
+        let args = [
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--key-file",
+            bad,
+        ];
+        let (code, _, stderr) = support::run_udpchat(&args);
+        assert_eq!(code, 1, "{stderr}");
+        assert_eq!(
+            stderr.lines().collect::<Vec<_>>(),
+            [format!("udpchat: error: {bad}: {why}")],
+            "one clear line"
+        );
+    }
+    drop(held);
+    // Nobody holds it: serve still fails, and the port is free the moment it has exited.
+    let free = support::free_port().to_string();
+    let args = [
+        "serve",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        &free,
+        "--key-file",
+        link.to_str().unwrap(),
+    ];
+    let (code, _, stderr) = support::run_udpchat(&args);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(!stderr.contains("listening"), "{stderr}");
+    UdpSocket::bind(format!("127.0.0.1:{free}")).expect("the port stayed free");
+    let _ = std::fs::remove_dir_all(&dir);
 }
