@@ -342,3 +342,69 @@ fn a_bad_key_file_stops_serve_before_it_binds_its_port() {
     UdpSocket::bind(format!("127.0.0.1:{free}")).expect("the port stayed free");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Shell run after udpchat in tmux: its exit status, then it waits (the pane stays readable).
+const AFTER: &str = "echo \"EXITED $?\"; sleep 60";
+
+/// `join` full-screen in a tmux terminal of its own, with its own data directory.
+fn join_full_screen(name: &str, port: u16, nick: &str, extra: &str) -> support::tmux::Tmux {
+    let home = support::data_home().join(name);
+    std::fs::create_dir_all(&home).unwrap();
+    let command = format!(
+        "env XDG_DATA_HOME={} {} join 127.0.0.1:{port} --nick {nick} {extra}; {AFTER}",
+        home.display(),
+        env!("CARGO_BIN_EXE_udpchat"),
+    );
+    support::tmux::Tmux::start_sized(name, &command, 120, 20)
+}
+
+#[test]
+fn the_full_screen_client_ends_with_an_error_on_a_violation_and_sends_nothing_under_a_wrong_key() {
+    // A server message that does not decode: the error on the normal screen, exit status 1.
+    let garbage = vec![0x7f, 0, 1];
+    let (port, fake) = fake_server_sending(vec![garbage]);
+    let tui = join_full_screen("tui-violation", port, "ada", "");
+    let screen = tui.wait_for("the exit", |s| s.contains("EXITED"));
+    assert!(
+        screen.contains("udpchat: error: the server broke the protocol"),
+        "{screen}"
+    );
+    assert!(screen.contains("EXITED 1"), "{screen}");
+    fake.join().unwrap();
+
+    // A wrong --server-key: refused, and the room never hears of ada.
+    let (_server, port) = serve(&[]);
+    let mut seen = Vec::new();
+    let mut watcher = join(port, "watcher", &[]);
+    expect_event(
+        &watcher,
+        &mut seen,
+        "the watcher's first member list",
+        |e| e["type"] == "names",
+    );
+    let other = "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF-GGGG-HHHH";
+    let tui = join_full_screen(
+        "tui-wrong-key",
+        port,
+        "ada",
+        &format!("--server-key {other}"),
+    );
+    let screen = tui.wait_for("the exit", |s| s.contains("EXITED"));
+    // (The line wraps: its two halves.)
+    assert!(
+        screen.contains(&format!("not {other}")) && screen.contains("refusing to talk to it"),
+        "{screen}"
+    );
+    assert!(screen.contains("EXITED 1"), "{screen}");
+    watcher.send_line("/who");
+    let names = expect_event(&watcher, &mut seen, "the member list", |e| {
+        e["type"] == "names"
+    });
+    assert_eq!(names["nicks"], serde_json::json!(["watcher"]));
+    assert!(
+        !seen.iter().any(|e| e.to_string().contains("ada")),
+        "the server learnt of ada: {seen:#?}"
+    );
+    watcher.close_stdin();
+    watcher.expect_success();
+}
