@@ -442,8 +442,13 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
                     match parse_line(&line, &session.room) {
                         LineCommand::Send(message) => session.submit(&mut client, message),
                         LineCommand::Switch(room) => {
-                            session.room = room.clone();
-                            session.submit(&mut client, ClientMessage::Join { room });
+                            let join = ClientMessage::Join { room: room.clone() };
+                            // A room name the client refuses (too long: submit says so) is
+                            // not where the next lines go.
+                            if join.check_lengths().is_ok() {
+                                session.room = room;
+                            }
+                            session.submit(&mut client, join);
                         }
                         LineCommand::Quit => {
                             input_open = false;

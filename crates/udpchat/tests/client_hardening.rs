@@ -103,6 +103,14 @@ fn lines_too_long_for_the_protocol_are_refused_with_an_error_and_the_rest_still_
     });
     assert_eq!(exact["text"].as_str().map(str::len), Some(65_536));
     expect_event(&bob, &mut seen, "four", |e| is_message(e, "ada", "four"));
+    // A room name over 32 bytes is refused the same way, and lines stay in the lobby.
+    ada.send_line(&format!("/join {}", "r".repeat(40)));
+    ada.send_line("five");
+    assert_eq!(
+        ada.stderr_line_containing("line 8"),
+        "udpchat: error: line 8: the room is 40 bytes, longer than the 32 bytes allowed; not sent"
+    );
+    expect_event(&bob, &mut seen, "five", |e| is_message(e, "ada", "five"));
     ada.close_stdin();
     assert_eq!(ada.wait().code(), Some(1), "a refused line fails the run");
     let stderr = ada.stderr_so_far();
@@ -111,8 +119,8 @@ fn lines_too_long_for_the_protocol_are_refused_with_an_error_and_the_rest_still_
             .iter()
             .filter(|l| l.starts_with("udpchat: error:"))
             .count(),
-        2,
-        "exactly the two refusals: {stderr:#?}"
+        3,
+        "exactly the three refusals: {stderr:#?}"
     );
     let closed: Vec<Value> = ada
         .rest_of_stdout()
