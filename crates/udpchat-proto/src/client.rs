@@ -2,7 +2,21 @@
 //! [`ClientMessage`]s out and [`ServerMessage`]s in.
 //!
 //! States, rustls-style: `ExpectWelcome` (Hello sent, repeated with back-off until the Welcome
-//! or `connect_timeout`), `Connected`, `Ended`. Call order as for [`Connection`]: inputs
+//! or `connect_timeout`), `ExpectKeyVerdict` (a secure handshake proved a key nobody vouched
+//! for: everything sent waits for [`accept_key`](Client::accept_key)), `Connected`, `Ended`.
+//!
+//! The key rule: nothing that identifies the user or carries their words (every
+//! [`ClientMessage`]) leaves under a server key that has not been accepted. A key is accepted
+//! when it is the expected one ([`ClientConfig::secure`] with a key, or
+//! [`ClientConfig::expected_fingerprint`]), decided here; otherwise the client reports it
+//! ([`ClientEvent::ServerKey`]) and holds every message until the driver gives its verdict. A
+//! wrong expected key ends the attempt before anything but the handshake's first message left.
+//!
+//! A server that breaks the protocol (a message that does not decode) is closed on at once;
+//! nothing it sent after the violation, even in the same datagram, is applied, and the end is
+//! reported as [`CloseReason::ProtocolViolation`].
+//!
+//! Call order as for [`Connection`]: inputs
 //! ([`handle_datagram`](Client::handle_datagram), [`handle_timeout`](Client::handle_timeout)),
 //! commands ([`send`](Client::send), [`close`](Client::close)), then drain
 //! [`poll_transmit`](Client::poll_transmit), read [`poll_timeout`](Client::poll_timeout), and
@@ -11,7 +25,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::crypto::{ClientHandshake, CryptoError, KEY_LEN, SEAL_OVERHEAD, Transport};
+use crate::crypto::{ClientHandshake, CryptoError, KEY_LEN, SEAL_OVERHEAD, Transport, fingerprint};
 use crate::reliable::{
     CloseReason, Connection, ConnectionConfig, ConnectionEvent, ConnectionStats, SendError,
 };
@@ -27,8 +41,13 @@ pub struct ClientConfig {
     /// Give up when no Welcome came in this long.
     pub connect_timeout: Duration,
     /// Use the secure handshake (Noise NX) and encrypt everything; with `Some(key)` inside,
-    /// only a server with that static key is accepted.
+    /// only a server with that static key is accepted (a pin). With `None` inside and no
+    /// [`expected_fingerprint`](Self::expected_fingerprint), any key completes the handshake,
+    /// but nothing is sent under it until the driver calls [`Client::accept_key`].
     pub secure: Option<Option<[u8; KEY_LEN]>>,
+    /// With the secure handshake, accept only a server whose key has this fingerprint (as
+    /// [`fingerprint`] writes it; the user gave it): checked like a pin.
+    pub expected_fingerprint: Option<String>,
 }
 
 impl Default for ClientConfig {
@@ -37,6 +56,7 @@ impl Default for ClientConfig {
             connection: ConnectionConfig::default(),
             connect_timeout: Duration::from_secs(20),
             secure: None,
+            expected_fingerprint: None,
         }
     }
 }
@@ -54,11 +74,14 @@ pub enum ClientEvent {
     /// [`Client::send`] returned): they reached it, whole. Emitted when the count grows, before
     /// the messages that came in the same datagram.
     Acknowledged(u64),
-    /// The server proved this static key (secure handshake): pin it if it was not pinned.
+    /// The server proved this static key (secure handshake). When the configuration expected
+    /// it, the connection goes on (pin it if it was not pinned); otherwise the client holds
+    /// every message until the driver calls [`Client::accept_key`] or [`Client::reject_key`].
     ServerKey([u8; KEY_LEN]),
-    /// The server offered a key other than the pinned one; the connection is refused.
+    /// The server offered a key other than the pinned or expected one; the connection is
+    /// refused (and nothing was sent under that key).
     KeyMismatch {
-        /// The pinned key's fingerprint.
+        /// The pinned (or expected) key's fingerprint.
         pinned: String,
         /// The offered key's fingerprint.
         offered: String,
@@ -81,8 +104,28 @@ enum State {
         queued: VecDeque<Vec<u8>>,
         queued_bytes: usize,
     },
+    /// A secure handshake proved a key that must be accepted by the driver first; nothing is
+    /// sent meanwhile.
+    ExpectKeyVerdict {
+        welcome: Welcome,
+        started: Instant,
+        /// Messages sent before the verdict, in order.
+        queued: VecDeque<Vec<u8>>,
+        queued_bytes: usize,
+    },
     Connected(Box<Connection>),
     Ended,
+}
+
+/// What the handshake gave: enough to open the connection.
+#[derive(Debug, Clone, Copy)]
+struct Welcome {
+    connection: ConnectionId,
+    token: u64,
+    keepalive_ms: u32,
+    idle_timeout_ms: u32,
+    /// The handshake's RTT sample (Karn: only if the Hello went out once).
+    rtt_sample: Option<Duration>,
 }
 
 /// A framed udpchat client. See the [module docs](self).
@@ -101,6 +144,8 @@ pub struct Client {
     messages_acknowledged: u64,
     /// A received datagram, opened (reused: receiving allocates nothing per datagram).
     opened: Vec<u8>,
+    /// The server sent a message that does not decode: nothing it says is applied any more.
+    violated: bool,
 }
 
 impl Client {
@@ -123,6 +168,7 @@ impl Client {
             messages_sent: 0,
             messages_acknowledged: 0,
             opened: Vec::new(),
+            violated: false,
         };
         if let Some(pinned) = client.config.secure {
             match ClientHandshake::new(pinned) {
@@ -228,7 +274,14 @@ impl Client {
                 if echoed != *nonce || self.handshake.is_some() {
                     return;
                 }
-                self.connect(now, connection, token, keepalive_ms, idle_timeout_ms);
+                let welcome = Welcome {
+                    connection,
+                    token,
+                    keepalive_ms,
+                    idle_timeout_ms,
+                    rtt_sample: rtt_sample(*sent, now),
+                };
+                self.connect(now, welcome);
             }
             State::Connected(conn) => {
                 match &packet {
@@ -240,14 +293,14 @@ impl Client {
                 conn.handle_packet(now, packet);
                 self.on_connection_events(now);
             }
-            State::Ended => {}
+            State::ExpectKeyVerdict { .. } | State::Ended => {}
         }
     }
 
     /// Timers.
     pub fn handle_timeout(&mut self, now: Instant) {
         match &mut self.state {
-            State::ExpectWelcome { started, .. } => {
+            State::ExpectWelcome { started, .. } | State::ExpectKeyVerdict { started, .. } => {
                 if now >= *started + self.config.connect_timeout {
                     self.end(CloseReason::TimedOut);
                 }
@@ -265,12 +318,19 @@ impl Client {
     /// reports progress in these numbers).
     ///
     /// # Errors
-    /// [`SendError::QueueFull`] with the message's bytes when the queue is full (wait for
-    /// `Unblocked`); [`SendError::Closed`] after the end.
+    /// [`SendError::TooLong`] when a field is longer than the server accepts (nothing is sent:
+    /// the server would close the connection); [`SendError::QueueFull`] with the message's
+    /// bytes when the queue is full (wait for `Unblocked`); [`SendError::Closed`] after the end.
     pub fn send(&mut self, message: &ClientMessage) -> Result<u64, SendError> {
+        message.check_lengths().map_err(SendError::TooLong)?;
         let bytes = message.to_bytes();
         let accepted = match &mut self.state {
             State::ExpectWelcome {
+                queued,
+                queued_bytes,
+                ..
+            }
+            | State::ExpectKeyVerdict {
                 queued,
                 queued_bytes,
                 ..
@@ -301,8 +361,38 @@ impl Client {
                 self.on_connection_events(now);
             }
             State::ExpectWelcome { .. } => self.end(CloseReason::LocallyClosed(CloseCode::Leaving)),
+            State::ExpectKeyVerdict { .. } => self.reject_key(now),
             State::Ended => {}
         }
+    }
+
+    /// The driver accepts the key reported by [`ClientEvent::ServerKey`] (it was pinned on
+    /// first use, or the user agreed): the connection opens and what was held goes out. Does
+    /// nothing in any other state (a key the configuration expected is accepted already).
+    pub fn accept_key(&mut self, now: Instant) {
+        let State::ExpectKeyVerdict { welcome, .. } = &self.state else {
+            return;
+        };
+        let welcome = *welcome;
+        self.connect(now, welcome);
+    }
+
+    /// The driver refuses the key reported by [`ClientEvent::ServerKey`]: everything held is
+    /// dropped unsent, and only a Close goes out (so the server frees the session at once).
+    /// Does nothing in any other state.
+    pub fn reject_key(&mut self, now: Instant) {
+        let State::ExpectKeyVerdict { welcome, .. } = &self.state else {
+            return;
+        };
+        let mut conn = self.open(now, *welcome);
+        conn.close(now, CloseCode::Leaving);
+        self.state = State::Connected(Box::new(conn));
+        self.on_connection_events(now);
+    }
+
+    /// Waiting for [`accept_key`](Self::accept_key) or [`reject_key`](Self::reject_key).
+    pub fn is_awaiting_key_verdict(&self) -> bool {
+        matches!(self.state, State::ExpectKeyVerdict { .. })
     }
 
     /// The next datagram to send to the server.
@@ -341,7 +431,7 @@ impl Client {
                     Some(transport) => transport.seal_datagram(conn.id(), &datagram),
                 }
             }
-            State::Ended => None,
+            State::ExpectKeyVerdict { .. } | State::Ended => None,
         }
     }
 
@@ -355,6 +445,7 @@ impl Client {
                     None => *started,
                 })
             }
+            State::ExpectKeyVerdict { started, .. } => Some(*started + self.config.connect_timeout),
             State::Connected(conn) => conn.poll_timeout(),
             State::Ended => None,
         }
@@ -373,7 +464,9 @@ impl Client {
     /// Everything sent has been acknowledged by the server.
     pub fn is_send_idle(&self) -> bool {
         match &self.state {
-            State::ExpectWelcome { queued, .. } => queued.is_empty(),
+            State::ExpectWelcome { queued, .. } | State::ExpectKeyVerdict { queued, .. } => {
+                queued.is_empty()
+            }
             State::Connected(conn) => conn.is_send_idle(),
             State::Ended => true,
         }
@@ -384,7 +477,7 @@ impl Client {
         match &self.state {
             State::Connected(conn) => conn.is_drained(),
             State::Ended => true,
-            State::ExpectWelcome { .. } => false,
+            State::ExpectWelcome { .. } | State::ExpectKeyVerdict { .. } => false,
         }
     }
 
@@ -412,12 +505,13 @@ impl Client {
         echoed: u64,
         noise: &[u8],
     ) {
-        let State::ExpectWelcome { nonce, .. } = &self.state else {
+        let State::ExpectWelcome { nonce, sent, .. } = &self.state else {
             return;
         };
         if echoed != *nonce {
             return;
         }
+        let sample = rtt_sample(*sent, now);
         let Some((handshake, _first_message)) = self.handshake.take() else {
             return;
         };
@@ -429,9 +523,46 @@ impl Client {
                 let keepalive =
                     u32::from_be_bytes([secrets[8], secrets[9], secrets[10], secrets[11]]);
                 let idle = u32::from_be_bytes([secrets[12], secrets[13], secrets[14], secrets[15]]);
+                let offered = fingerprint(&key);
+                if let Some(expected) = &self.config.expected_fingerprint
+                    && *expected != offered
+                {
+                    // Refused before a single message went out under this key.
+                    self.events.push_back(ClientEvent::KeyMismatch {
+                        pinned: expected.clone(),
+                        offered,
+                    });
+                    self.end(CloseReason::ProtocolViolation);
+                    return;
+                }
                 self.transport = Some(transport);
                 self.events.push_back(ClientEvent::ServerKey(key));
-                self.connect(now, connection, token, keepalive, idle);
+                let welcome = Welcome {
+                    connection,
+                    token,
+                    keepalive_ms: keepalive,
+                    idle_timeout_ms: idle,
+                    rtt_sample: sample,
+                };
+                let expected = matches!(self.config.secure, Some(Some(_)))
+                    || self.config.expected_fingerprint.is_some();
+                if expected {
+                    self.connect(now, welcome);
+                } else if let State::ExpectWelcome {
+                    started,
+                    queued,
+                    queued_bytes,
+                    ..
+                } = &mut self.state
+                {
+                    // Nobody vouched for this key: hold everything until the driver decides.
+                    self.state = State::ExpectKeyVerdict {
+                        welcome,
+                        started: *started,
+                        queued: std::mem::take(queued),
+                        queued_bytes: *queued_bytes,
+                    };
+                }
             }
             Err(CryptoError::KeyMismatch { pinned, offered }) => {
                 self.events
@@ -446,36 +577,40 @@ impl Client {
         }
     }
 
-    /// The handshake is done: the connection starts, with what queued meanwhile.
-    fn connect(
-        &mut self,
-        now: Instant,
-        connection: ConnectionId,
-        token: u64,
-        keepalive_ms: u32,
-        idle_timeout_ms: u32,
-    ) {
-        let State::ExpectWelcome { sent, queued, .. } = &mut self.state else {
+    /// The handshake is done and its key accepted: the connection starts, with what queued
+    /// meanwhile.
+    fn connect(&mut self, now: Instant, welcome: Welcome) {
+        let mut conn = self.open(now, welcome);
+        let (State::ExpectWelcome { queued, .. } | State::ExpectKeyVerdict { queued, .. }) =
+            &mut self.state
+        else {
             return;
         };
-        // Karn: the handshake gives an RTT sample only if the Hello went out once.
-        let sample = match sent {
-            Some((at, 1)) => Some(now.saturating_duration_since(*at)),
-            _ => None,
-        };
-        let mut config = self.config.connection.clone();
-        if self.transport.is_some() {
-            config.max_datagram = MAX_DATAGRAM - SEAL_OVERHEAD;
-        }
-        config.keepalive = Some(Duration::from_millis(u64::from(keepalive_ms.max(100))));
-        config.idle_timeout = Duration::from_millis(u64::from(idle_timeout_ms.max(1000)));
-        let mut conn = Connection::new(connection, token, config, now, sample);
         for message in queued.drain(..) {
             // The queue was bounded by the same limit, so this cannot be refused.
             let _ = conn.send_message(message);
         }
         self.state = State::Connected(Box::new(conn));
         self.events.push_back(ClientEvent::Connected);
+    }
+
+    /// A connection for what the handshake gave.
+    fn open(&self, now: Instant, welcome: Welcome) -> Connection {
+        let mut config = self.config.connection.clone();
+        if self.transport.is_some() {
+            config.max_datagram = MAX_DATAGRAM - SEAL_OVERHEAD;
+        }
+        config.keepalive = Some(Duration::from_millis(u64::from(
+            welcome.keepalive_ms.max(100),
+        )));
+        config.idle_timeout = Duration::from_millis(u64::from(welcome.idle_timeout_ms.max(1000)));
+        Connection::new(
+            welcome.connection,
+            welcome.token,
+            config,
+            now,
+            welcome.rtt_sample,
+        )
     }
 
     fn on_connection_events(&mut self, now: Instant) {
@@ -490,12 +625,23 @@ impl Client {
         }
         while let Some(event) = conn.poll_event() {
             match event {
+                // After a violation nothing more is applied, not even the rest of its datagram.
+                ConnectionEvent::Message(_) if self.violated => {}
                 ConnectionEvent::Message(bytes) => match ServerMessage::decode(&bytes) {
                     Ok(message) => self.events.push_back(ClientEvent::Message(message)),
                     // The server broke the protocol: nothing it says can be trusted now.
-                    Err(_) => conn.close(now, CloseCode::ProtocolViolation),
+                    Err(_) => {
+                        self.violated = true;
+                        conn.close(now, CloseCode::ProtocolViolation);
+                    }
                 },
                 ConnectionEvent::Unblocked => self.events.push_back(ClientEvent::Unblocked),
+                // Our own close for the server's violation: report it as what it is.
+                ConnectionEvent::Closed(CloseReason::LocallyClosed(
+                    CloseCode::ProtocolViolation,
+                )) if self.violated => self
+                    .events
+                    .push_back(ClientEvent::Closed(CloseReason::ProtocolViolation)),
                 ConnectionEvent::Closed(reason) => {
                     self.events.push_back(ClientEvent::Closed(reason))
                 }
@@ -506,6 +652,14 @@ impl Client {
     fn end(&mut self, reason: CloseReason) {
         self.state = State::Ended;
         self.events.push_back(ClientEvent::Closed(reason));
+    }
+}
+
+/// Karn: the handshake gives an RTT sample only if the Hello went out once.
+fn rtt_sample(sent: Option<(Instant, u32)>, now: Instant) -> Option<Duration> {
+    match sent {
+        Some((at, 1)) => Some(now.saturating_duration_since(at)),
+        _ => None,
     }
 }
 
@@ -521,3 +675,336 @@ fn hello_interval(config: &ClientConfig, count: u32) -> Duration {
 /// little; it gives ~20 attempts within the default connect timeout, enough to connect even
 /// when 30% of datagrams are lost each way (each attempt succeeds half the time).
 const MAX_HELLO_INTERVAL: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::StaticKeypair;
+    use crate::rng::SplitMix64;
+    use crate::server::{Server, ServerConfig};
+    use crate::testing::addr;
+    use crate::wire::message::{MAX_NAME, MAX_TEXT, TooLong};
+
+    /// A plain client connected to a hand-made server connection (no server logic: the test
+    /// writes exactly what the server sends).
+    fn connected_to_a_scripted_server(now: Instant) -> (Client, Connection) {
+        let mut client = Client::new(ClientConfig::default(), &mut SplitMix64::new(1), now);
+        let hello = client.poll_transmit(now).expect("a Hello");
+        let Ok(PacketRef::Other(Packet::Hello { nonce, .. })) = PacketRef::decode(&hello) else {
+            panic!("not a Hello: {hello:?}");
+        };
+        let (id, token) = (ConnectionId(7), 99);
+        let welcome = Packet::Welcome {
+            connection: id,
+            nonce,
+            token,
+            keepalive_ms: 5_000,
+            idle_timeout_ms: 30_000,
+        };
+        client.handle_datagram(now, &welcome.to_bytes());
+        assert_eq!(client.poll_event(), Some(ClientEvent::Connected));
+        let server = Connection::new(id, token, ConnectionConfig::default(), now, None);
+        (client, server)
+    }
+
+    #[test]
+    fn an_undecodable_message_ends_the_connection_as_a_violation_and_nothing_after_it_applies() {
+        let mut now = Instant::now();
+        let (mut client, mut server) = connected_to_a_scripted_server(now);
+        let nick_set = |nick: &str| ServerMessage::NickSet { nick: nick.into() }.to_bytes();
+        // One datagram: a good message, one that does not decode (an unknown tag), a good one.
+        server.send_message(nick_set("before")).unwrap();
+        server.send_message(vec![0x7f, 1, 2, 3]).unwrap();
+        server.send_message(nick_set("after")).unwrap();
+        let datagram = server.poll_transmit(now).expect("a Data datagram");
+        assert_eq!(server.poll_transmit(now), None, "all three in one datagram");
+        client.handle_datagram(now, &datagram);
+        let mut events = Vec::new();
+        for _ in 0..1000 {
+            while let Some(event) = client.poll_event() {
+                events.push(event);
+            }
+            let _ = client.poll_transmit(now);
+            let Some(at) = client.poll_timeout() else {
+                break;
+            };
+            now = now.max(at);
+            client.handle_timeout(now);
+        }
+        let messages: Vec<&ClientEvent> = events
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::Message(_)))
+            .collect();
+        assert_eq!(
+            messages,
+            [&ClientEvent::Message(ServerMessage::NickSet {
+                nick: "before".into()
+            })],
+            "only what came before the violation is applied"
+        );
+        assert_eq!(
+            events.last(),
+            Some(&ClientEvent::Closed(CloseReason::ProtocolViolation)),
+            "{events:?}"
+        );
+        assert!(client.is_drained());
+    }
+
+    #[test]
+    fn a_field_longer_than_the_server_accepts_is_refused_before_it_is_queued() {
+        let now = Instant::now();
+        let (mut client, _server) = connected_to_a_scripted_server(now);
+        let say = |len: usize| ClientMessage::Say {
+            room: "lobby".into(),
+            text: "x".repeat(len),
+        };
+        // 70,000 bytes is over the reliable layer's own limit too; 66,000 is not, and the
+        // server would close the connection for it.
+        for len in [MAX_TEXT + 1, 66_000, 70_000] {
+            assert_eq!(
+                client.send(&say(len)),
+                Err(SendError::TooLong(TooLong {
+                    field: "text",
+                    len,
+                    max: MAX_TEXT
+                }))
+            );
+        }
+        let long_room = ClientMessage::Join {
+            room: "r".repeat(MAX_NAME + 1),
+        };
+        assert!(matches!(
+            client.send(&long_room),
+            Err(SendError::TooLong(TooLong { field: "room", .. }))
+        ));
+        assert!(client.is_send_idle(), "nothing was queued");
+        assert_eq!(
+            client.send(&say(MAX_TEXT)),
+            Ok(0),
+            "the limit itself is fine"
+        );
+    }
+
+    /// A secure server and its clients, every datagram delivered at once.
+    struct SecureNet {
+        now: Instant,
+        server: Server,
+        keys: StaticKeypair,
+        clients: Vec<Peer>,
+    }
+
+    struct Peer {
+        client: Client,
+        events: Vec<ClientEvent>,
+        /// Every datagram the client sent.
+        sent: Vec<Vec<u8>>,
+    }
+
+    impl SecureNet {
+        fn new() -> Self {
+            let keys = StaticKeypair::from_private([5; KEY_LEN]).unwrap();
+            let config = ServerConfig {
+                identity: Some(keys.clone()),
+                ..ServerConfig::default()
+            };
+            Self {
+                now: Instant::now(),
+                server: Server::new(config, Box::new(SplitMix64::new(3))),
+                keys,
+                clients: Vec::new(),
+            }
+        }
+
+        /// A client that asks for `nick` in the lobby and says `said` there at once.
+        fn add(&mut self, nick: &str, config: ClientConfig, said: &str) -> usize {
+            let n = self.clients.len();
+            let mut client = Client::new(config, &mut SplitMix64::new(n as u64 + 10), self.now);
+            for message in [
+                ClientMessage::Nick { nick: nick.into() },
+                ClientMessage::Join {
+                    room: "lobby".into(),
+                },
+                ClientMessage::Say {
+                    room: "lobby".into(),
+                    text: said.into(),
+                },
+            ] {
+                client.send(&message).unwrap();
+            }
+            self.clients.push(Peer {
+                client,
+                events: Vec::new(),
+                sent: Vec::new(),
+            });
+            n
+        }
+
+        /// Moves datagrams until nobody has anything to send.
+        fn pump(&mut self) {
+            let now = self.now;
+            loop {
+                let mut moved = false;
+                for (i, peer) in self.clients.iter_mut().enumerate() {
+                    while let Some(datagram) = peer.client.poll_transmit(now) {
+                        self.server
+                            .handle_datagram(now, addr(100 + i as u16), &datagram);
+                        peer.sent.push(datagram);
+                        moved = true;
+                    }
+                }
+                while let Some(transmit) = self.server.poll_transmit(now) {
+                    let i = usize::from(transmit.destination.port() - 100);
+                    self.clients[i]
+                        .client
+                        .handle_datagram(now, &transmit.payload);
+                    moved = true;
+                }
+                while self.server.poll_event().is_some() {}
+                for peer in &mut self.clients {
+                    while let Some(event) = peer.client.poll_event() {
+                        peer.events.push(event);
+                    }
+                }
+                if !moved {
+                    return;
+                }
+            }
+        }
+
+        /// Lets timers (delayed acknowledgements, closing) run for a while.
+        fn run(&mut self, duration: Duration) {
+            let end = self.now + duration;
+            while self.now < end {
+                self.now += Duration::from_millis(10);
+                let now = self.now;
+                if self.server.poll_timeout().is_some_and(|t| t <= now) {
+                    self.server.handle_timeout(now);
+                }
+                for peer in &mut self.clients {
+                    if peer.client.poll_timeout().is_some_and(|t| t <= now) {
+                        peer.client.handle_timeout(now);
+                    }
+                }
+                self.pump();
+            }
+        }
+
+        /// Everything room-related the client saw: joins and messages, as text.
+        fn seen(&self, i: usize) -> Vec<String> {
+            self.clients[i]
+                .events
+                .iter()
+                .filter_map(|e| match e {
+                    ClientEvent::Message(ServerMessage::Joined { nick, .. }) => {
+                        Some(format!("{nick} joined"))
+                    }
+                    ClientEvent::Message(ServerMessage::Message { from, text, .. }) => {
+                        Some(format!("{from}: {text}"))
+                    }
+                    _ => None,
+                })
+                .collect()
+        }
+
+        /// The datagrams client `i` sent that were not its handshake's first message.
+        fn sent_after_hello(&self, i: usize) -> Vec<&Vec<u8>> {
+            self.clients[i]
+                .sent
+                .iter()
+                .filter(|d| {
+                    !matches!(
+                        PacketRef::decode(d),
+                        Ok(PacketRef::Other(Packet::SecureHello { .. }))
+                    )
+                })
+                .collect()
+        }
+    }
+
+    fn pinned(key: [u8; KEY_LEN]) -> ClientConfig {
+        ClientConfig {
+            secure: Some(Some(key)),
+            ..ClientConfig::default()
+        }
+    }
+
+    fn unvouched() -> ClientConfig {
+        ClientConfig {
+            secure: Some(None),
+            ..ClientConfig::default()
+        }
+    }
+
+    #[test]
+    fn nothing_but_a_close_leaves_under_a_key_nobody_accepted() {
+        let mut net = SecureNet::new();
+        let public = net.keys.public;
+        let watcher = net.add("watcher", pinned(public), "hi");
+        net.pump();
+        assert_eq!(net.seen(watcher), ["watcher joined", "watcher: hi"]);
+
+        // An unvouched key: reported, and every message held.
+        let ada = net.add("ada", unvouched(), "SECRET-ada");
+        net.run(Duration::from_secs(2));
+        assert!(
+            net.clients[ada]
+                .events
+                .contains(&ClientEvent::ServerKey(public))
+        );
+        assert!(net.clients[ada].client.is_awaiting_key_verdict());
+        assert!(
+            net.sent_after_hello(ada).is_empty(),
+            "ada sent {} datagrams after the handshake before any verdict",
+            net.sent_after_hello(ada).len()
+        );
+        // Refused: one Close (sent again while closing), nothing the server takes for a member.
+        net.clients[ada].client.reject_key(net.now);
+        net.run(Duration::from_secs(5));
+        assert!(net.clients[ada].client.is_drained());
+        assert!(!net.sent_after_hello(ada).is_empty(), "a Close went out");
+        assert_eq!(net.seen(watcher), ["watcher joined", "watcher: hi"]);
+        assert_eq!(net.server.connection_count(), 1, "ada's session is gone");
+
+        // A wrong expected fingerprint: refused by the core itself, before anything is sent.
+        let wrong = ClientConfig {
+            expected_fingerprint: Some(fingerprint(&[1; KEY_LEN])),
+            ..unvouched()
+        };
+        let bob = net.add("bob", wrong, "SECRET-bob");
+        net.run(Duration::from_secs(2));
+        assert!(matches!(
+            net.clients[bob].events.first(),
+            Some(ClientEvent::KeyMismatch { .. })
+        ));
+        assert_eq!(
+            net.clients[bob].events.last(),
+            Some(&ClientEvent::Closed(CloseReason::ProtocolViolation))
+        );
+        assert!(net.sent_after_hello(bob).is_empty());
+
+        // Accepted: what was held goes out, in order.
+        let cyd = net.add("cyd", unvouched(), "cyd's first words");
+        net.pump();
+        assert!(net.sent_after_hello(cyd).is_empty());
+        net.clients[cyd].client.accept_key(net.now);
+        net.run(Duration::from_secs(1));
+        assert_eq!(
+            net.seen(watcher),
+            [
+                "watcher joined",
+                "watcher: hi",
+                "cyd joined",
+                "cyd: cyd's first words"
+            ]
+        );
+        // The right expected fingerprint needs no verdict.
+        let right = ClientConfig {
+            expected_fingerprint: Some(fingerprint(&public)),
+            ..unvouched()
+        };
+        let dee = net.add("dee", right, "dee here");
+        net.run(Duration::from_secs(1));
+        assert!(net.clients[dee].events.contains(&ClientEvent::Connected));
+        assert!(net.seen(watcher).contains(&"dee: dee here".to_owned()));
+    }
+}

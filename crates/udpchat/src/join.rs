@@ -20,8 +20,8 @@ use udpchat_net::OsRandom;
 use udpchat_proto::client::{Client, ClientConfig, ClientEvent};
 use udpchat_proto::reliable::{CloseReason, SendError};
 use udpchat_proto::room::{GUEST_PREFIX, is_valid_name};
-use udpchat_proto::text::neutralize;
-use udpchat_proto::wire::message::{ClientMessage, ErrorCode, MessageKind, ServerMessage};
+use udpchat_proto::text::{is_unsafe_for_terminal, neutralize};
+use udpchat_proto::wire::message::{ClientMessage, ErrorCode, MessageKind, ServerMessage, TooLong};
 use udpchat_proto::wire::packet::CloseCode;
 
 use crate::addr;
@@ -127,7 +127,8 @@ pub struct Prepared {
 }
 
 /// Which server key to accept: the one given with `--server-key`, else the pinned one, else the
-/// first one seen (then pinned).
+/// first one seen (then pinned). The client core checks the first two itself and holds every
+/// message until a first-seen key is accepted here ([`Client::accept_key`]).
 pub struct KeyCheck {
     /// The server as the user named it (the key in `known_servers`).
     pub server_name: String,
@@ -166,8 +167,25 @@ impl KeyCheck {
         }
         let mut pinned_now = None;
         if self.pinned.is_none() && self.known.pinned(&self.server_name) != Some(key) {
-            self.known.pin(&self.server_name, key)?;
-            pinned_now = Some(format!("pinned the key of {}: {offered}", self.server_name));
+            // A key the user named replaces an earlier pin; a first-use pin does not, and
+            // loses to another `join` that pinned another key for this server meanwhile.
+            let before = if self.wanted.is_some() {
+                self.known.replace(&self.server_name, key)?
+            } else {
+                self.known.pin(&self.server_name, key)?
+            };
+            match before {
+                keys::Pin::Changed { pinned } if self.wanted.is_none() => {
+                    return Ok(KeyVerdict::Refused(Self::mismatch(
+                        &fingerprint(&pinned),
+                        &offered,
+                    )));
+                }
+                keys::Pin::Matches => {}
+                _ => {
+                    pinned_now = Some(format!("pinned the key of {}: {offered}", self.server_name));
+                }
+            }
         }
         Ok(KeyVerdict::Accepted {
             fingerprint: offered,
@@ -180,6 +198,30 @@ impl KeyCheck {
         format!(
             "the server's key changed: pinned {pinned}, offered {offered}; refusing to talk to it (if the server really has a new key, delete its line in known_servers)"
         )
+    }
+
+    /// The words for [`ClientEvent::KeyMismatch`]: `expected` is the `--server-key` given, or
+    /// the pinned key.
+    pub fn refusal(&self, expected: &str, offered: &str) -> String {
+        if self.wanted.is_some() {
+            format!("the server's key is {offered}, not {expected}; refusing to talk to it")
+        } else {
+            Self::mismatch(expected, offered)
+        }
+    }
+
+    /// Gives the client its verdict on a key it reported: accepted (pinned now if it was
+    /// new) or refused (nothing but a Close is sent).
+    ///
+    /// # Errors
+    /// `known_servers` could not be written (the key is refused then).
+    pub fn decide(&mut self, client: &mut Client, key: [u8; KEY_LEN]) -> Result<KeyVerdict> {
+        let verdict = self.on_server_key(key);
+        match &verdict {
+            Ok(KeyVerdict::Accepted { .. }) => client.accept_key(Instant::now()),
+            Ok(KeyVerdict::Refused(_)) | Err(_) => client.reject_key(Instant::now()),
+        }
+        verdict
     }
 }
 
@@ -220,7 +262,9 @@ pub fn prepare(args: &JoinArgs) -> Result<Prepared> {
         None => keys::KnownServers::default(),
     };
     let server_name = addr::Target::parse(&args.server)?.to_string();
-    // An explicit --server-key takes precedence over (and replaces) an earlier pin.
+    // An explicit --server-key takes precedence over (and replaces) an earlier pin. Either
+    // is checked by the client core; with neither, the core holds everything until the key
+    // it reports is accepted (and pinned).
     let pinned = if wanted.is_some() {
         None
     } else {
@@ -230,6 +274,7 @@ pub fn prepare(args: &JoinArgs) -> Result<Prepared> {
     let mut rng = OsRandom::new().context("no randomness")?;
     let config = ClientConfig {
         secure: Some(pinned),
+        expected_fingerprint: wanted.clone(),
         ..ClientConfig::default()
     };
     let mut client = Client::new(config, &mut rng, Instant::now());
@@ -280,6 +325,8 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
         room: args.room.clone(),
         first_nick: FirstNick::default(),
         pending: VecDeque::new(),
+        lines: 0,
+        refused_lines: false,
     };
 
     let mut inputs = spawn_stdin_lines();
@@ -309,12 +356,11 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
                     printer.show(&message)?;
                 }
                 ClientEvent::Unblocked | ClientEvent::Acknowledged(_) => {}
-                ClientEvent::ServerKey(key) => match keys.on_server_key(key)? {
+                ClientEvent::ServerKey(key) => match keys.decide(&mut client, key)? {
                     KeyVerdict::Refused(text) => {
                         output::status(&format!("udpchat: error: {text}"));
                         exit = ExitCode::FAILURE;
                         refused = true;
-                        client.close(Instant::now());
                     }
                     KeyVerdict::Accepted {
                         pinned_now: Some(text),
@@ -325,7 +371,7 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
                 ClientEvent::KeyMismatch { pinned, offered } => {
                     output::status(&format!(
                         "udpchat: error: {}",
-                        KeyCheck::mismatch(&pinned, &offered)
+                        keys.refusal(&pinned, &offered)
                     ));
                     exit = ExitCode::FAILURE;
                     refused = true;
@@ -333,7 +379,15 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
                 ClientEvent::Closed(_) if refused => {}
                 ClientEvent::Closed(reason) => {
                     let (text, ok) = describe_close(reason);
-                    printer.status(&text, "closed");
+                    if is_violation(reason) {
+                        // An error, in the project's one-line form (and in JSON for scripts).
+                        output::status(&format!("udpchat: error: {text}"));
+                        if args.json {
+                            printer.status(&text, "closed");
+                        }
+                    } else {
+                        printer.status(&text, "closed");
+                    }
                     if !ok {
                         exit = ExitCode::FAILURE;
                     }
@@ -343,6 +397,9 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
         // Events may have closed the client (a refused nick): its Close goes out now.
         transmit(&socket, &mut client, tracer, local, server).await;
         if client.is_drained() {
+            if session.refused_lines {
+                exit = ExitCode::FAILURE;
+            }
             return Ok(exit);
         }
         // End of input: leave once everything sent is acknowledged, or at the deadline.
@@ -380,19 +437,27 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
                 Err(e) => return Err(e).context("receiving"),
             },
             input = inputs.recv(), if accepting => match input {
-                Some(Input::Line(line)) => match parse_line(&line, &session.room) {
-                    LineCommand::Send(message) => session.submit(&mut client, message),
-                    LineCommand::Switch(room) => {
-                        session.room = room.clone();
-                        session.submit(&mut client, ClientMessage::Join { room });
+                Some(Input::Line(line)) => {
+                    session.lines += 1;
+                    match parse_line(&line, &session.room) {
+                        LineCommand::Send(message) => session.submit(&mut client, message),
+                        LineCommand::Switch(room) => {
+                            let join = ClientMessage::Join { room: room.clone() };
+                            // A room name the client refuses (too long: submit says so) is
+                            // not where the next lines go.
+                            if join.check_lengths().is_ok() {
+                                session.room = room;
+                            }
+                            session.submit(&mut client, join);
+                        }
+                        LineCommand::Quit => {
+                            input_open = false;
+                            leave_by = Some(Instant::now() + args.linger);
+                        }
+                        LineCommand::Local(text) => printer.status(&text, "help"),
+                        LineCommand::Nothing => {}
                     }
-                    LineCommand::Quit => {
-                        input_open = false;
-                        leave_by = Some(Instant::now() + args.linger);
-                    }
-                    LineCommand::Local(text) => printer.status(&text, "help"),
-                    LineCommand::Nothing => {}
-                },
+                }
                 Some(Input::EndOfInput | Input::Interrupt) | None => {
                     input_open = false;
                     leave_by = Some(Instant::now() + args.linger);
@@ -431,7 +496,12 @@ pub(crate) async fn transmit(
 struct Session {
     room: String,
     first_nick: FirstNick,
-    pending: VecDeque<ClientMessage>,
+    /// Messages waiting for room, with the number of the input line they came from.
+    pending: VecDeque<(u64, ClientMessage)>,
+    /// Input lines read so far (the current line's number).
+    lines: u64,
+    /// A line was refused (too long for the protocol): the exit status will say so.
+    refused_lines: bool,
 }
 
 /// Watches the answer to the first nick: a refusal before the server confirmed any nick ends
@@ -458,25 +528,50 @@ impl FirstNick {
 
 impl Session {
     fn submit(&mut self, client: &mut Client, message: ClientMessage) {
-        if !self.pending.is_empty() {
-            self.pending.push_back(message);
-            return;
-        }
-        if let Err(SendError::QueueFull(_)) = client.send(&message) {
-            self.pending.push_back(message);
-        }
+        self.pending.push_back((self.lines, message));
+        self.retry_pending(client);
     }
 
+    /// Hands waiting messages to the client, in order, until its queue is full. A message the
+    /// client refuses as too long is reported (one error line) and skipped.
     fn retry_pending(&mut self, client: &mut Client) {
-        while let Some(message) = self.pending.front() {
+        while let Some((line, message)) = self.pending.front() {
             match client.send(message) {
                 Err(SendError::QueueFull(_)) => return,
-                _ => {
-                    self.pending.pop_front();
+                Err(SendError::TooLong(too_long)) => {
+                    output::status(&format!(
+                        "udpchat: error: {}",
+                        too_long_line(*line, too_long)
+                    ));
+                    self.refused_lines = true;
                 }
+                _ => {}
             }
+            self.pending.pop_front();
         }
     }
+}
+
+/// The error for input line `line`, refused because a field is over the protocol's limit.
+pub(crate) fn too_long_line(line: u64, too_long: TooLong) -> String {
+    let TooLong { field, len, max } = too_long;
+    if field == "text" {
+        format!(
+            "line {line} is {len} bytes, longer than the {max} bytes a message may carry; not sent"
+        )
+    } else {
+        format!(
+            "line {line}: the {field} is {len} bytes, longer than the {max} bytes allowed; not sent"
+        )
+    }
+}
+
+/// Whether the connection ended because one side broke the protocol: an error to report.
+pub(crate) fn is_violation(reason: CloseReason) -> bool {
+    matches!(
+        reason,
+        CloseReason::ProtocolViolation | CloseReason::ClosedByPeer(CloseCode::ProtocolViolation)
+    )
 }
 
 /// Words for how the connection ended, and whether that is a normal end.
@@ -487,12 +582,20 @@ pub(crate) fn describe_close(reason: CloseReason) -> (String, bool) {
         CloseReason::ClosedByPeer(CloseCode::ServerShutdown) => {
             ("the server shut down".into(), false)
         }
+        CloseReason::ClosedByPeer(CloseCode::ProtocolViolation) => (
+            "the server closed the connection: it says this client broke the protocol".into(),
+            false,
+        ),
         CloseReason::ClosedByPeer(code) => (
             format!("the server closed the connection ({code:?})"),
             false,
         ),
         CloseReason::TimedOut => ("no answer from the server: timed out".into(), false),
-        CloseReason::ProtocolViolation => ("the server broke the protocol".into(), false),
+        CloseReason::ProtocolViolation => (
+            "the server broke the protocol (it sent something this client cannot decode); disconnected"
+                .into(),
+            false,
+        ),
     }
 }
 
@@ -517,7 +620,7 @@ impl Printer {
     /// A local status: stderr in text mode, a JSON event in JSON mode.
     fn status(&self, text: &str, kind: &str) {
         if self.json {
-            let _ = output::print_line(&json!({ "type": kind, "text": text }).to_string());
+            let _ = output::print_line(&terminal_safe_json(&json!({ "type": kind, "text": text })));
         } else {
             output::status(&format!("* {text}"));
         }
@@ -570,7 +673,28 @@ pub fn text_line(message: &ServerMessage) -> Option<String> {
     })
 }
 
-/// An event as one JSON object (serde escapes control characters, so it is terminal-safe).
+/// `value` as one line of JSON that is safe to print on a terminal: serde escapes the C0
+/// controls; every other character a terminal could act on (DEL, the C1 controls such as
+/// U+009B, which some terminals take for CSI, and the bidi overrides and isolates; see
+/// [`is_unsafe_for_terminal`]) is escaped here as `\uXXXX`. They can only occur inside strings,
+/// so the JSON stays valid and decodes to the same text.
+pub fn terminal_safe_json(value: &serde_json::Value) -> String {
+    let raw = value.to_string();
+    if !raw.chars().any(is_unsafe_for_terminal) {
+        return raw;
+    }
+    let mut out = String::with_capacity(raw.len() + 16);
+    for c in raw.chars() {
+        if is_unsafe_for_terminal(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// An event as one JSON object, terminal-safe (see [`terminal_safe_json`]).
 pub fn json_line(message: &ServerMessage) -> Option<String> {
     let value = match message {
         ServerMessage::Message {
@@ -613,7 +737,7 @@ pub fn json_line(message: &ServerMessage) -> Option<String> {
             json!({ "type": "error", "code": format!("{code:?}"), "text": text })
         }
     };
-    Some(value.to_string())
+    Some(terminal_safe_json(&value))
 }
 
 #[cfg(test)]
@@ -710,6 +834,35 @@ mod tests {
             text: "\x1b[2Jhi".into(),
         };
         assert_eq!(text_line(&m).unwrap(), "[lobby] (history) ev^[il: ^[[2Jhi");
+    }
+
+    #[test]
+    fn json_lines_escape_c1_bidi_and_del_and_still_round_trip() {
+        let hostile = "a\u{9b}2Jb\u{85}c\u{202e}d\u{2066}e\u{2069}f\u{7f}g\u{1b}[0m\u{e9}\u{1f600}";
+        let m = ServerMessage::Message {
+            room: "lobby".into(),
+            from: "ev\u{202d}e".into(),
+            kind: MessageKind::Say,
+            history: false,
+            text: hostile.into(),
+        };
+        let line = json_line(&m).unwrap();
+        assert!(
+            !line.chars().any(is_unsafe_for_terminal),
+            "raw control in {line:?}"
+        );
+        for escaped in [
+            "\\u009b", "\\u0085", "\\u202e", "\\u2066", "\\u2069", "\\u007f", "\\u202d",
+        ] {
+            assert!(line.contains(escaped), "{escaped} missing from {line}");
+        }
+        assert!(
+            line.contains('\u{e9}') && line.contains('\u{1f600}'),
+            "{line}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["text"], hostile);
+        assert_eq!(v["from"], "ev\u{202d}e");
     }
 
     #[test]

@@ -19,15 +19,11 @@ use udpchat_proto::sender_limit::SenderLimits;
 /// Runs `udpchat serve`.
 ///
 /// # Errors
-/// The port cannot be bound, or the socket fails.
+/// The key file cannot be used (checked first, before the port is bound), the port cannot be
+/// bound, or the socket fails.
 pub fn run(args: &ServeArgs, tracer: Tracer) -> Result<ExitCode> {
     let runtime = crate::runtime()?;
     runtime.block_on(async {
-        let std_socket = net::bind(SocketAddr::new(args.bind, args.port))?;
-        if let Some(note) = net::grow_buffers(&std_socket) {
-            output::status(&note);
-        }
-        let socket = std_socket;
         let key_file = match &args.key_file {
             Some(path) => path.clone(),
             None => keys::data_dir().context("no data directory: set HOME or give --key-file")?.join("server.key"),
@@ -47,6 +43,12 @@ pub fn run(args: &ServeArgs, tracer: Tracer) -> Result<ExitCode> {
             fingerprint(&identity.public),
             fingerprint(&identity.public)
         ));
+        // Only now, with a usable key, the port: a bad key file never holds it, even briefly.
+        let std_socket = net::bind(SocketAddr::new(args.bind, args.port))?;
+        if let Some(note) = net::grow_buffers(&std_socket) {
+            output::status(&note);
+        }
+        let socket = std_socket;
         let mut config = ServerConfig::with_peer_timeout(args.peer_timeout);
         config.guests = !args.no_guests;
         config.senders = SenderLimits::per_second(args.max_message_rate, args.max_byte_rate);

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::rtt::{RtoBounds, RttEstimator};
-use crate::wire::message::MAX_TEXT;
+use crate::wire::message::{MAX_TEXT, TooLong};
 use crate::wire::packet::{
     Ack, CloseCode, ConnectionId, DATA_FIXED_LEN, DataRef, DataWriter, HEADER_LEN, MAX_DATAGRAM,
     Packet, SEGMENT_HEADER_LEN, Segment, SegmentRef,
@@ -110,6 +110,11 @@ pub enum SendError {
     /// The message is larger than [`MAX_MESSAGE`]: a caller bug, never sendable.
     #[error("message too large")]
     TooLarge(Vec<u8>),
+    /// A field of the message is longer than the server accepts (the client checks before
+    /// sending, see [`ClientMessage::check_lengths`](crate::wire::message::ClientMessage::check_lengths)):
+    /// never sent.
+    #[error("{0}")]
+    TooLong(TooLong),
 }
 
 /// Why a connection ended.

@@ -492,6 +492,53 @@ impl ServerMessage {
     }
 }
 
+/// A field of a [`ClientMessage`] longer than the server accepts (see
+/// [`ClientMessage::check_lengths`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the {field} is {len} bytes, longer than the {max} bytes allowed")]
+pub struct TooLong {
+    /// Which field: "text", "topic", "nick" or "room".
+    pub field: &'static str,
+    /// Its length in bytes of UTF-8.
+    pub len: usize,
+    /// The limit the server enforces: [`MAX_TEXT`] or [`MAX_NAME`].
+    pub max: usize,
+}
+
+impl ClientMessage {
+    /// Checks every field against the limit [`ClientMessage::decode`] enforces at the server
+    /// (which closes the connection of a client that breaks one): text and topics at most
+    /// [`MAX_TEXT`] bytes, names at most [`MAX_NAME`]. The client core calls it before sending.
+    ///
+    /// # Errors
+    /// [`TooLong`] for the first field over its limit.
+    pub fn check_lengths(&self) -> Result<(), TooLong> {
+        let (name, text) = match self {
+            Self::Nick { nick } => (("nick", nick), None),
+            Self::Join { room } | Self::Part { room } | Self::Who { room } => {
+                (("room", room), None)
+            }
+            Self::Say { room, text } | Self::Action { room, text } => {
+                (("room", room), Some(("text", text)))
+            }
+            Self::Private { to, text } => (("nick", to), Some(("text", text))),
+            Self::Topic { room, topic } => (("room", room), topic.as_ref().map(|t| ("topic", t))),
+        };
+        let fields = std::iter::once((name.0, name.1, MAX_NAME))
+            .chain(text.map(|(field, text)| (field, text, MAX_TEXT)));
+        for (field, value, max) in fields {
+            if value.len() > max {
+                return Err(TooLong {
+                    field,
+                    len: value.len(),
+                    max,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -119,8 +119,14 @@ impl Room {
                     moved = true;
                 }
                 while let Some(event) = self.members[i].1.poll_event() {
-                    if let ClientEvent::Message(ServerMessage::Message { .. }) = event {
-                        self.delivered += 1;
+                    match event {
+                        ClientEvent::Message(ServerMessage::Message { .. }) => self.delivered += 1,
+                        // The room's own key: accepted (the client holds everything till then).
+                        ClientEvent::ServerKey(_) => {
+                            self.members[i].1.accept_key(self.now);
+                            moved = true;
+                        }
+                        _ => {}
                     }
                 }
             }

@@ -631,6 +631,11 @@ impl Member {
                 ClientEvent::Message(ServerMessage::Message { text, .. }) if counting => {
                     texts.push(text);
                 }
+                // The bench's own server: its key is accepted (nothing is sent before).
+                ClientEvent::ServerKey(_) => {
+                    client.accept_key(Instant::now());
+                    flush(&self.socket, client, Instant::now());
+                }
                 ClientEvent::Closed(reason) => {
                     tracing::debug!(member = self.index, ?reason, "member's session ended");
                     self.dead = true;

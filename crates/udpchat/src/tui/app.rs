@@ -19,7 +19,7 @@ use std::time::Duration;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 use udpchat_proto::reliable::SendError;
 use udpchat_proto::text::neutralize;
-use udpchat_proto::wire::message::{ClientMessage, ErrorCode, MessageKind, ServerMessage};
+use udpchat_proto::wire::message::{ClientMessage, ErrorCode, MessageKind, ServerMessage, TooLong};
 
 use super::editor::LineEditor;
 use super::render::wrapped_rows;
@@ -297,6 +297,20 @@ impl App {
                         self.set_delivery(line, Delivery::Failed);
                     }
                     self.error_here("too long to send (64 KiB at most)");
+                }
+                // The client core refused it before sending (the server would close on it).
+                Err(SendError::TooLong(TooLong { field, len, max })) => {
+                    if let Some(line) = &out.line {
+                        self.set_delivery(line, Delivery::Failed);
+                    }
+                    let what = if field == "text" {
+                        "this line".to_owned()
+                    } else {
+                        format!("the {field}")
+                    };
+                    self.error_here(&format!(
+                        "{what} is {len} bytes, longer than the {max} bytes a message may carry; not sent"
+                    ));
                 }
                 Err(SendError::Closed(_)) => {
                     if let Some(line) = &out.line {

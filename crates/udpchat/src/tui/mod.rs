@@ -42,7 +42,7 @@ use udpchat_proto::lab::{Conversation, EndReason, Event as LabEvent, Turn};
 use udpchat_proto::wire::message::ClientMessage;
 
 use crate::cli::JoinArgs;
-use crate::join::{FirstNick, KeyCheck, KeyVerdict, describe_close, transmit};
+use crate::join::{FirstNick, KeyCheck, KeyVerdict, describe_close, is_violation, transmit};
 use crate::net::{self, MAX_DATAGRAM};
 use crate::trace::{Direction, Tracer};
 use app::{App, Link};
@@ -314,12 +314,11 @@ async fn join_loop(
                 }
                 ClientEvent::Acknowledged(count) => app.on_acknowledged(count),
                 ClientEvent::Unblocked => {}
-                ClientEvent::ServerKey(key) => match keys.on_server_key(key)? {
+                ClientEvent::ServerKey(key) => match keys.decide(&mut client, key)? {
                     KeyVerdict::Refused(text) => {
                         farewell.push(format!("udpchat: error: {text}"));
                         exit = ExitCode::FAILURE;
                         refused = true;
-                        client.close(Instant::now());
                     }
                     KeyVerdict::Accepted {
                         fingerprint,
@@ -334,7 +333,7 @@ async fn join_loop(
                 ClientEvent::KeyMismatch { pinned, offered } => {
                     farewell.push(format!(
                         "udpchat: error: {}",
-                        KeyCheck::mismatch(&pinned, &offered)
+                        keys.refusal(&pinned, &offered)
                     ));
                     exit = ExitCode::FAILURE;
                     refused = true;
@@ -346,7 +345,8 @@ async fn join_loop(
                     app.status_notice(&text);
                     if !ok {
                         exit = ExitCode::FAILURE;
-                        farewell.push(format!("udpchat: {text}"));
+                        let error = if is_violation(reason) { "error: " } else { "" };
+                        farewell.push(format!("udpchat: {error}{text}"));
                     }
                 }
             }

@@ -515,3 +515,43 @@ fn any_terminal_size_renders_without_panicking() {
         }
     }
 }
+
+#[test]
+fn a_line_too_long_for_the_protocol_is_refused_visibly_and_the_next_one_goes() {
+    use udpchat_proto::client::{Client, ClientConfig};
+    use udpchat_proto::rng::SplitMix64;
+    // The real client core decides (its one check), before anything is queued for sending.
+    let mut client = Client::new(
+        ClientConfig::default(),
+        &mut SplitMix64::new(1),
+        std::time::Instant::now(),
+    );
+    let mut app = lobby();
+    app.on_paste(&"x".repeat(66_000));
+    app.on_key(key(KeyCode::Enter));
+    type_line(&mut app, "short");
+    app.flush_outgoing(|m| client.send(m));
+    assert_eq!(app.outgoing_len(), 0);
+    let states: Vec<(usize, Delivery)> = own_states(&app)
+        .into_iter()
+        .map(|(text, d)| (text.len(), d))
+        .collect();
+    assert_eq!(
+        states,
+        [(66_000, Delivery::Failed), (5, Delivery::Pending)],
+        "the long line is marked refused, the next one is on its way"
+    );
+    let errors: Vec<&str> = app
+        .current()
+        .lines
+        .iter()
+        .filter_map(|l| match &l.body {
+            Body::Error(text) => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        ["this line is 66000 bytes, longer than the 65536 bytes a message may carry; not sent"]
+    );
+}
