@@ -221,6 +221,8 @@ struct Peer {
     scheduled: Option<Instant>,
     /// It sent a message that does not decode: nothing it sent is applied any more.
     violated: bool,
+    /// The highest nonce of its authentic Sealed datagrams: only a newer one may move it.
+    newest_nonce: Option<u64>,
     /// Its rate (see [`ServerConfig::senders`]).
     bucket: SenderBucket,
     /// Messages it sent beyond its rate, with their sizes, applied as its buckets refill; its
@@ -739,13 +741,20 @@ impl Server {
         // used while the datagram is read from it).
         let mut opened = std::mem::take(&mut self.opened);
         if transport.open_into(nonce, ciphertext, &mut opened).is_ok() {
-            self.on_opened(now, from, id, &opened);
+            self.on_opened(now, from, id, nonce, &opened);
         }
         self.opened = opened;
     }
 
     /// The inside of an authentic Sealed datagram of connection `id`.
-    fn on_opened(&mut self, now: Instant, from: SocketAddr, id: ConnectionId, inner: &[u8]) {
+    fn on_opened(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        id: ConnectionId,
+        nonce: u64,
+        inner: &[u8],
+    ) {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
@@ -762,7 +771,13 @@ impl Server {
             )) if connection == id && token == peer.conn.token() => Input::Packet(close),
             _ => return,
         };
-        if peer.addr != from {
+        // The session follows its client only on a datagram newer than any seen from it (RFC
+        // 9000 §9.3): a late, reordered one from an old address must not move it back.
+        let newest = peer.newest_nonce.is_none_or(|seen| nonce > seen);
+        if newest {
+            peer.newest_nonce = Some(nonce);
+        }
+        if peer.addr != from && newest {
             let old = std::mem::replace(&mut peer.addr, from);
             if self.by_addr.get(&old) == Some(&id) {
                 self.by_addr.remove(&old);
@@ -878,6 +893,7 @@ impl Server {
                 member: true,
                 scheduled: None,
                 violated: false,
+                newest_nonce: None,
                 bucket: SenderBucket::new(),
                 held: VecDeque::new(),
                 release_at: None,

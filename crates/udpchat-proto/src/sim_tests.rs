@@ -1329,3 +1329,39 @@ fn a_flooding_guest_is_held_to_its_rate_and_told() {
     assert!(world.server.stats().throttled > 1_000);
     assert_eq!(world.clients[ada].closed, None);
 }
+
+#[test]
+fn a_late_datagram_from_an_old_address_does_not_move_a_session_back() {
+    let (mut world, keys) = secure_world(Faults::none(), 23);
+    let ada = world.add_client_with("ada", "lobby", secure(Some(keys.public)));
+    let bob = world.add_client_with("bob", "lobby", secure(Some(keys.public)));
+    world.run(Duration::from_secs(3));
+    let old = world.clients[ada].addr;
+    // A datagram ada sends from her old address, delayed in the network...
+    world.send(ada, say("lobby", "late".into()));
+    let now = world.now;
+    let late = world.clients[ada]
+        .client
+        .poll_transmit(now)
+        .expect("a datagram with the line");
+    // ...overtaken by newer ones from her new address (NAT rebinding).
+    world.clients[ada].addr = addr(4343);
+    world.send(ada, say("lobby", "moved".into()));
+    world.run(Duration::from_secs(2));
+    let sent_to_old = world.net.captured_to_count(old);
+    world.net.send(world.now, old, addr(SERVER), late);
+    world.run(Duration::from_secs(2));
+    assert_eq!(
+        world.net.captured_to_count(old),
+        sent_to_old,
+        "the session went back to the old address"
+    );
+    world.send(bob, say("lobby", "still reaching you".into()));
+    world.run(Duration::from_secs(2));
+    assert!(
+        world
+            .said(ada, "lobby")
+            .contains(&("bob".into(), "still reaching you".into()))
+    );
+    assert_eq!(world.clients[ada].closed, None);
+}

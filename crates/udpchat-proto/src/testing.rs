@@ -159,6 +159,11 @@ impl Network {
             .collect()
     }
 
+    /// How many datagrams were ever sent to `to`.
+    pub fn captured_to_count(&self, to: SocketAddr) -> usize {
+        self.captured.iter().filter(|d| d.to == to).count()
+    }
+
     /// Whether nothing is in flight.
     pub fn is_idle(&self) -> bool {
         self.queue.is_empty()
