@@ -79,10 +79,6 @@ struct Member {
     client: Client,
 }
 
-fn server_addr() -> SocketAddr {
-    SocketAddr::from(([10, 0, 0, 1], 1))
-}
-
 fn run(data: &[u8]) {
     let mut input = Input(data);
     let mut now = Instant::now();

@@ -76,7 +76,7 @@ pub struct Chat {
     limits: ChatLimits,
     /// Rooms by lowercased name (the key is shared with the members' lists).
     rooms: HashMap<Arc<str>, Room>,
-    /// Nick (lowercased) to member.
+    /// Each of a nick's [`nick_keys`] to its member.
     nick_owners: HashMap<String, MemberId>,
     /// Every member with a nick: its nick and rooms (one map, not two: a server keeps an
     /// entry per member, idle or not).
@@ -102,6 +102,31 @@ pub fn is_valid_name(name: &str) -> bool {
             .chars()
             .all(|c| c.is_alphanumeric() || "-_.[]{}|^".contains(c))
         && !name.starts_with(|c: char| c.is_ascii_digit() || c == '-')
+}
+
+/// Whether `nick` may be a nick: a valid name (see [`is_valid_name`]) that is also written in
+/// one script (no Cyrillic "а" among Latin letters) with characters Unicode allows in
+/// identifiers (UTS #39's general security profile). Nicks that look the same are kept apart
+/// by [`nick_keys`].
+pub fn is_valid_nick(nick: &str) -> bool {
+    use unicode_security::{GeneralSecurityProfile, MixedScript};
+    is_valid_name(nick)
+        && (nick.is_ascii()
+            || (nick.is_single_script()
+                && nick.chars().all(|c| c.is_ascii() || c.identifier_allowed())))
+}
+
+/// What makes two nicks the same nick: two nicks are one when either of their keys is: the
+/// UTS #39 skeleton (in which characters that look alike are one: Cyrillic "а" and Latin "a",
+/// "l" and "1") of the lower-cased nick, and the lower-cased skeleton of the nick as written
+/// (so that a capital "I" stands for an "l": "paypaI" is "paypal"). A nick with a key that
+/// is taken cannot be had.
+pub fn nick_keys(nick: &str) -> [String; 2] {
+    let skeleton = |s: &str| unicode_security::skeleton(s).collect::<String>();
+    [
+        skeleton(&nick.to_lowercase()),
+        skeleton(nick).to_lowercase(),
+    ]
 }
 
 fn key(name: &str) -> Cow<'_, str> {
@@ -164,7 +189,9 @@ impl Chat {
 
     /// Who holds `nick`.
     pub fn member_by_nick(&self, nick: &str) -> Option<MemberId> {
-        self.nick_owners.get(&*key(nick)).copied()
+        nick_keys(nick)
+            .iter()
+            .find_map(|k| self.nick_owners.get(k).copied())
     }
 
     /// How many rooms exist.
@@ -174,7 +201,9 @@ impl Chat {
 
     /// Gives a guest its nick (no validation: the server derives it) and puts it in `room`.
     pub fn add_guest(&mut self, member: MemberId, nick: &str, room: &str) -> Outbox {
-        self.nick_owners.insert(key(nick).into_owned(), member);
+        for k in nick_keys(nick) {
+            self.nick_owners.insert(k, member);
+        }
         self.rename(member, nick);
         let mut out = Outbox::new();
         self.join(member, room, &mut out);
@@ -183,7 +212,9 @@ impl Chat {
 
     /// Whether `nick` is free.
     pub fn is_nick_free(&self, nick: &str) -> bool {
-        !self.nick_owners.contains_key(&*key(nick))
+        !nick_keys(nick)
+            .iter()
+            .any(|k| self.nick_owners.contains_key(k))
     }
 
     /// `member` says `text` in `room`: as [`apply`](Self::apply) with [`ClientMessage::Say`],
@@ -246,7 +277,9 @@ impl Chat {
             self.part(member, &room, reason, &mut out);
         }
         if let Some(gone) = self.members.remove(&member) {
-            self.nick_owners.remove(&*key(&gone.nick));
+            for k in nick_keys(&gone.nick) {
+                self.nick_owners.remove(&k);
+            }
         }
         // The member is gone: nothing addressed to it can be delivered.
         out.retain(|(to, _)| *to != member);
@@ -271,7 +304,11 @@ impl Chat {
     }
 
     fn set_nick(&mut self, member: MemberId, nick: &str, out: &mut Outbox) {
-        if !is_valid_name(nick) || nick.to_lowercase().starts_with(GUEST_PREFIX) {
+        if !is_valid_nick(nick)
+            || nick_keys(nick)
+                .iter()
+                .any(|k| k.starts_with(&nick_keys(GUEST_PREFIX)[0]))
+        {
             out.push((
                 member,
                 Arc::new(error(
@@ -281,21 +318,27 @@ impl Chat {
             ));
             return;
         }
-        match self.nick_owners.get(&*key(nick)) {
-            Some(owner) if *owner != member => {
-                out.push((
-                    member,
-                    Arc::new(error(ErrorCode::NickTaken, format!("nick {nick} is taken"))),
-                ));
-                return;
-            }
-            _ => {}
+        let taken = nick_keys(nick).iter().any(|k| {
+            self.nick_owners
+                .get(k)
+                .is_some_and(|owner| *owner != member)
+        });
+        if taken {
+            out.push((
+                member,
+                Arc::new(error(ErrorCode::NickTaken, format!("nick {nick} is taken"))),
+            ));
+            return;
         }
         let old = self.rename(member, nick);
         if let Some(old) = &old {
-            self.nick_owners.remove(&*key(old));
+            for k in nick_keys(old) {
+                self.nick_owners.remove(&k);
+            }
         }
-        self.nick_owners.insert(key(nick).into_owned(), member);
+        for k in nick_keys(nick) {
+            self.nick_owners.insert(k, member);
+        }
         out.push((
             member,
             Arc::new(ServerMessage::NickSet {
@@ -511,7 +554,7 @@ impl Chat {
             .get(&member)
             .map(|m| m.nick.clone())
             .unwrap_or_default();
-        let Some(&target) = self.nick_owners.get(&*key(to)) else {
+        let Some(target) = self.member_by_nick(to) else {
             out.push((
                 member,
                 Arc::new(error(ErrorCode::NoSuchNick, format!("no such nick: {to}"))),
@@ -955,6 +998,67 @@ mod tests {
             )]
         ));
         assert_eq!(chat.room_count(), 2);
+    }
+
+    #[test]
+    fn nicks_that_look_the_same_cannot_both_be_had() {
+        let mut chat = Chat::default();
+        nick(&mut chat, m(1), "ada");
+        nick(&mut chat, m(2), "élan");
+        nick(&mut chat, m(3), "Иван");
+        // Cyrillic "а" (U+0430) among Latin letters: refused outright (mixed scripts).
+        let mixed = plain(chat.apply(
+            m(4),
+            ClientMessage::Nick {
+                nick: "\u{430}da".into(),
+            },
+        ));
+        assert!(
+            matches!(
+                &mixed[..],
+                [(
+                    _,
+                    ServerMessage::Error {
+                        code: ErrorCode::InvalidName,
+                        ..
+                    }
+                )]
+            ),
+            "{mixed:?}"
+        );
+        // All Cyrillic, looking like a Latin nick that is taken; a digit for a letter; a
+        // capital I for an l: all "taken".
+        nick(&mut chat, m(5), "paypal");
+        for lookalike in [
+            "\u{430}\u{441}\u{435}",
+            "pay\u{440}al",
+            "paypaI",
+            "paypa1",
+            "РАУРАL",
+        ] {
+            nick(&mut chat, m(6), "ace");
+            let out = plain(chat.apply(
+                m(7),
+                ClientMessage::Nick {
+                    nick: lookalike.into(),
+                },
+            ));
+            let expected_code = if lookalike.is_ascii() || is_valid_nick(lookalike) {
+                ErrorCode::NickTaken
+            } else {
+                ErrorCode::InvalidName
+            };
+            assert!(
+                matches!(
+                    &out[..],
+                    [(_, ServerMessage::Error { code, .. })] if *code == expected_code
+                ),
+                "{lookalike}: {out:?}"
+            );
+        }
+        // Private messages find the owner whatever look-alike spelling is used.
+        assert_eq!(chat.member_by_nick("ADA"), Some(m(1)));
+        assert!(is_valid_nick("élan") && is_valid_nick("Иван") && !is_valid_nick("\u{430}da"));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use udpchat_net::OsRandom;
 use udpchat_proto::client::{Client, ClientConfig, ClientEvent};
 use udpchat_proto::reliable::{CloseReason, SendError};
-use udpchat_proto::room::{GUEST_PREFIX, is_valid_name};
+use udpchat_proto::room::{GUEST_PREFIX, is_valid_name, is_valid_nick};
 use udpchat_proto::text::{is_unsafe_for_terminal, neutralize};
 use udpchat_proto::wire::message::{ClientMessage, ErrorCode, MessageKind, ServerMessage, TooLong};
 use udpchat_proto::wire::packet::CloseCode;
@@ -237,6 +237,12 @@ pub fn prepare(args: &JoinArgs) -> Result<Prepared> {
                 "'{name}' is not a valid {what}: 1 to 32 letters, digits or -_.[]{{}}|^, not starting with a digit or -"
             );
         }
+    }
+    if !is_valid_nick(&args.nick) {
+        bail!(
+            "'{}' is not a valid nick: letters of one script only (no Cyrillic or Greek letters among Latin ones)",
+            args.nick
+        );
     }
     if args.nick.to_lowercase().starts_with(GUEST_PREFIX) {
         bail!("nicks starting with '{GUEST_PREFIX}' are reserved for plain-text guests");
