@@ -226,7 +226,7 @@ struct Peer {
     /// Its rate (see [`ServerConfig::senders`]).
     bucket: SenderBucket,
     /// Messages it sent beyond its rate, with their sizes, applied as its buckets refill; its
-    /// connection stops receiving once [`HELD_BEFORE_PAUSE`] wait here.
+    /// connection stops delivering more once [`HELD_BEFORE_PAUSE`] wait here.
     held: VecDeque<(ClientMessage, usize)>,
     /// When the first held message may be applied.
     release_at: Option<Instant>,
@@ -244,8 +244,8 @@ impl Peer {
 }
 
 /// Messages held for a member over its rate before its connection stops taking more (and
-/// takes them again once half are applied): a flooding member is slowed down by its own
-/// retransmissions, losing nothing, and holds at most this plus one window of messages.
+/// takes them again once half are applied): a flooding member's window fills and it waits,
+/// losing nothing, and the server holds at most this plus one window of its messages.
 const HELD_BEFORE_PAUSE: usize = 32;
 
 /// A plain-text guest.
@@ -971,6 +971,13 @@ impl Server {
     fn after_connection_input(&mut self, now: Instant, id: ConnectionId) {
         let mut outbox = Outbox::new();
         self.release_held(now, id, &mut outbox, false);
+        if let Some(peer) = self.peers.get_mut(&id)
+            && peer.conn.is_receive_paused()
+            && peer.held.len() <= HELD_BEFORE_PAUSE / 2
+        {
+            // Room again: what its connection kept meanwhile comes in now (as events).
+            peer.conn.pause_receiving(false);
+        }
         loop {
             let Some(peer) = self.peers.get_mut(&id) else {
                 return;
@@ -1061,8 +1068,8 @@ impl Server {
         }
     }
 
-    /// After connection `id`'s input: when its first held message may be applied, and whether
-    /// its connection takes more (it resumes once half the held messages are applied).
+    /// After connection `id`'s input: when its first held message may be applied (its
+    /// connection resumes, at its next input or release, once half the held are applied).
     fn schedule_release(&mut self, now: Instant, id: ConnectionId) {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
@@ -1074,9 +1081,6 @@ impl Server {
             .held
             .front()
             .map(|&(_, len)| peer.bucket.ready_at(now, &self.config.senders, len));
-        if peer.conn.is_receive_paused() && peer.held.len() <= HELD_BEFORE_PAUSE / 2 {
-            peer.conn.pause_receiving(false);
-        }
         // (Its entry in the timer queue is made once its output is drained: it is marked
         // ready next, as after any input.)
     }

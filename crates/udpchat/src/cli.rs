@@ -194,7 +194,8 @@ pub struct JoinArgs {
     /// One line per event even on a terminal, instead of the full-screen UI.
     #[arg(long)]
     pub plain: bool,
-    /// How long to wait, at the end of input, for the server to acknowledge what was sent.
+    /// At the end of input, how long to wait without any acknowledgement from the server
+    /// before leaving with lines unacknowledged (the wait starts again at each one).
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub linger: Duration,
     /// The server's key fingerprint, as `udpchat serve` prints it: refuse any other key. By

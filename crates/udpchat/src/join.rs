@@ -3,8 +3,9 @@
 //! On a terminal it is the full-screen UI of [`crate::tui`]. In a pipe (or with `--plain` or
 //! `--json`) it is a line client: each input line is a message to the current room or a /command. Output is one line per
 //! event, `[room] nick: text`, or with `--json` one JSON object per line. At the end of input
-//! the client waits (up to `--linger`) until the server has acknowledged everything sent, then
-//! leaves: `seq 1 200 | udpchat join ...` delivers all 200 lines, in order.
+//! the client waits until the server has acknowledged everything sent (giving up after
+//! `--linger` without any acknowledgement), then leaves: `seq 1 2000 | udpchat join ...`
+//! delivers all 2,000 lines, in order, at the pace the server allows.
 
 use std::collections::VecDeque;
 use std::io::IsTerminal;
@@ -361,7 +362,15 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
                     }
                     printer.show(&message)?;
                 }
-                ClientEvent::Unblocked | ClientEvent::Acknowledged(_) => {}
+                // While the server keeps acknowledging (a server holding a long pipe to its
+                // rate does so steadily), the wait to leave starts again: `--linger` bounds
+                // the time without progress, not the whole delivery.
+                ClientEvent::Acknowledged(_) => {
+                    if let Some(deadline) = leave_by.as_mut() {
+                        *deadline = Instant::now() + args.linger;
+                    }
+                }
+                ClientEvent::Unblocked => {}
                 ClientEvent::ServerKey(key) => match keys.decide(&mut client, key)? {
                     KeyVerdict::Refused(text) => {
                         output::status(&format!("udpchat: error: {text}"));

@@ -305,3 +305,47 @@ fn flooders_are_slowed_and_everyone_else_keeps_talking() {
     blaster.join().unwrap();
     drop(server);
 }
+
+/// A pipe longer than the server's burst is slowed to the rate, not cut: `--linger` bounds
+/// the time without acknowledgement, so every line arrives, in order, and join exits 0.
+#[test]
+fn a_pipe_held_to_the_rate_limit_still_delivers_every_line() {
+    let server = Proc::udpchat(&["serve", "--port", "0", "--max-message-rate", "100"]);
+    let port = server.listening_port();
+    let target = format!("127.0.0.1:{port}");
+    let ada = Proc::udpchat(&["join", &target, "--nick", "ada", "--json"]);
+    next_json(&ada, |e| e["type"] == "join" && e["nick"] == "ada");
+    // A burst of 400, then 100 a second: some 6 s for 1,000 lines, with a linger of 1 s.
+    let mut seq = std::process::Command::new(env!("CARGO_BIN_EXE_udpchat"))
+        .env("XDG_DATA_HOME", support::data_home())
+        .args(["join", &target, "--nick", "seq", "--linger", "1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let input: String = (1..=1000).map(|i| format!("{i}\n")).collect();
+        seq.stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let mut got = Vec::new();
+    while got.len() < 1000 {
+        let e = next_json(&ada, |e| e["type"] == "message" && e["from"] == "seq");
+        got.push(e["text"].as_str().unwrap().to_owned());
+    }
+    let expected: Vec<String> = (1..=1000).map(|i| i.to_string()).collect();
+    assert_eq!(got, expected);
+    let output = seq.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    drop(server);
+}

@@ -188,8 +188,8 @@ pub struct ConnectionStats {
     pub duplicates: u64,
     /// Whole messages delivered.
     pub messages_delivered: u64,
-    /// Segments refused because receiving was paused (the peer sends them again later).
-    pub refused_while_paused: u64,
+    /// Segments that arrived while receiving was paused (kept, delivered on resuming).
+    pub held_while_paused: u64,
 }
 
 /// In-order data is acknowledged at once, not after `max_ack_delay`, when this many segments
@@ -499,13 +499,30 @@ impl Connection {
         });
     }
 
-    /// Stops (`true`) or resumes (`false`) taking new messages from the peer: while paused,
-    /// segments not received yet are refused without acknowledgement, so the peer keeps them
-    /// and sends them again, backing off: a receiver that cannot take more (a server holding a
-    /// flooding member to its rate) slows the sender down without losing anything. Messages
-    /// already delivered as events are not affected.
+    /// Stops (`true`) or resumes (`false`) delivering new messages from the peer. While
+    /// paused, arriving segments are kept in the receive window (at most [`MAX_WINDOW`]) but
+    /// the next expected one is not acknowledged, so the window fills and the peer can send
+    /// no more: a receiver that cannot take more (a server holding a flooding member to its
+    /// rate) slows the sender down without losing anything and without more memory. On
+    /// resuming, what was kept is delivered (as [`ConnectionEvent::Message`]s, to drain next)
+    /// and acknowledged at once. Messages already delivered are not affected.
     pub fn pause_receiving(&mut self, paused: bool) {
+        let resumed = self.receive_paused && !paused;
         self.receive_paused = paused;
+        if resumed && self.phase == Phase::Open {
+            let mut delivered = false;
+            while let Some(next) = self.reorder.remove(&self.next_expected) {
+                self.deliver(next.as_segment_ref());
+                delivered = true;
+                if self.phase == Phase::Drained {
+                    return;
+                }
+            }
+            if delivered {
+                // The peer waits on this acknowledgement to send more: at the next transmit.
+                self.ack_deadline = Some(self.last_received);
+            }
+        }
     }
 
     /// Whether receiving is paused (see [`pause_receiving`](Self::pause_receiving)).
@@ -862,9 +879,17 @@ impl Connection {
     fn on_segment(&mut self, segment: SegmentRef<'_>) -> bool {
         let offset = segment.seq.wrapping_sub(self.next_expected);
         if self.receive_paused && offset < MAX_WINDOW {
-            // Refused as if lost: the peer sends it again after its retransmission timeout
-            // (backing off), and the acknowledgement sent at once shows it we are alive.
-            self.stats.refused_while_paused += 1;
+            // Kept, not delivered: the next expected one stays unacknowledged (the peer sends
+            // it again), the later ones are acknowledged as out of order, and the window
+            // (at most MAX_WINDOW segments kept) stops the peer sending more.
+            self.stats.held_while_paused += 1;
+            if self
+                .reorder
+                .insert(segment.seq, segment.to_segment())
+                .is_some()
+            {
+                self.stats.duplicates += 1;
+            }
             return true;
         }
         if offset >= MAX_WINDOW {
@@ -1106,7 +1131,7 @@ mod tests {
         send_all(&mut pair, A, &more);
         pair.drive(Duration::from_secs(5));
         assert_eq!(pair.got_b, first, "nothing new while paused");
-        assert!(pair.b.stats().refused_while_paused > 0);
+        assert!(pair.b.stats().held_while_paused > 0);
         assert_eq!(pair.closed_a, None, "the sender hears acks: it stays");
         pair.b.pause_receiving(false);
         pair.drive(Duration::from_secs(10));

@@ -312,7 +312,14 @@ async fn join_loop(
                     }
                     app.on_server_message(message);
                 }
-                ClientEvent::Acknowledged(count) => app.on_acknowledged(count),
+                ClientEvent::Acknowledged(count) => {
+                    app.on_acknowledged(count);
+                    // Progress: the wait to leave starts again (`--linger` bounds the time
+                    // without any acknowledgement).
+                    if let Some(deadline) = leave_by.as_mut() {
+                        *deadline = Instant::now() + args.linger;
+                    }
+                }
                 ClientEvent::Unblocked => {}
                 ClientEvent::ServerKey(key) => match keys.decide(&mut client, key)? {
                     KeyVerdict::Refused(text) => {
