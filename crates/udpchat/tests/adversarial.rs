@@ -216,21 +216,8 @@ fn flooders_are_slowed_and_everyone_else_keeps_talking() {
 
     // A member flooding through a pipe: `seq 20000 | udpchat join`.
     let flood_start = Instant::now();
-    let mut flooder = std::process::Command::new(env!("CARGO_BIN_EXE_udpchat"))
-        .env("XDG_DATA_HOME", support::data_home())
-        .args(["join", &target, "--nick", "flood"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut pipe = flooder.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || {
-        use std::io::Write;
-        let input: String = (0..20_000).map(|i| format!("member flood {i}\n")).collect();
-        // Ends with a broken pipe once the test kills the flooder: fine.
-        let _ = pipe.write_all(input.as_bytes());
-    });
+    let input: String = (0..20_000).map(|i| format!("member flood {i}\n")).collect();
+    let mut flooder = support::join_piped(port, "flood", &[], input);
     next_json(&ada, |e| e["type"] == "join" && e["nick"] == "flood");
 
     // A validated guest flooding as fast as it can.
@@ -301,7 +288,6 @@ fn flooders_are_slowed_and_everyone_else_keeps_talking() {
     );
     let _ = flooder.kill();
     let _ = flooder.wait();
-    writer.join().unwrap();
     blaster.join().unwrap();
     drop(server);
 }
@@ -310,29 +296,12 @@ fn flooders_are_slowed_and_everyone_else_keeps_talking() {
 /// the time without acknowledgement, so every line arrives, in order, and join exits 0.
 #[test]
 fn a_pipe_held_to_the_rate_limit_still_delivers_every_line() {
-    let server = Proc::udpchat(&["serve", "--port", "0", "--max-message-rate", "100"]);
-    let port = server.listening_port();
-    let target = format!("127.0.0.1:{port}");
-    let ada = Proc::udpchat(&["join", &target, "--nick", "ada", "--json"]);
+    let (server, port) = support::serve_rooms(&["--max-message-rate", "100"]);
+    let ada = support::join_json(port, "ada", &[]);
     next_json(&ada, |e| e["type"] == "join" && e["nick"] == "ada");
     // A burst of 400, then 100 a second: some 6 s for 1,000 lines, with a linger of 1 s.
-    let mut seq = std::process::Command::new(env!("CARGO_BIN_EXE_udpchat"))
-        .env("XDG_DATA_HOME", support::data_home())
-        .args(["join", &target, "--nick", "seq", "--linger", "1"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let input: String = (1..=1000).map(|i| format!("{i}\n")).collect();
-        seq.stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
+    let input: String = (1..=1000).map(|i| format!("{i}\n")).collect();
+    let seq = support::join_piped(port, "seq", &["--linger", "1"], input);
     let mut got = Vec::new();
     while got.len() < 1000 {
         let e = next_json(&ada, |e| e["type"] == "message" && e["from"] == "seq");

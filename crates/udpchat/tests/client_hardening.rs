@@ -16,18 +16,13 @@ use udpchat_proto::wire::message::ServerMessage;
 use udpchat_proto::wire::packet::{ConnectionId, MAX_DATAGRAM, Packet, PacketRef};
 
 fn serve(extra: &[&str]) -> (Proc, u16) {
-    let mut args = vec!["serve", "--port", "0", "--bind", "127.0.0.1"];
+    let mut args = vec!["--bind", "127.0.0.1"];
     args.extend_from_slice(extra);
-    let server = Proc::udpchat(&args);
-    let port = server.listening_port();
-    (server, port)
+    support::serve_rooms(&args)
 }
 
 fn join(port: u16, nick: &str, extra: &[&str]) -> Proc {
-    let target = format!("127.0.0.1:{port}");
-    let mut args = vec!["join", target.as_str(), "--nick", nick, "--json"];
-    args.extend_from_slice(extra);
-    Proc::udpchat(&args)
+    support::join_json(port, nick, extra)
 }
 
 /// Reads JSON events until one satisfies `pred`; returns it. Every event read on the way is

@@ -14,18 +14,11 @@ use support::{Proc, TIMEOUT};
 use udpchat_testkit::{FaultConfig, LossyProxy, ProxyConfig};
 
 fn serve(extra: &[&str]) -> (Proc, u16) {
-    let mut args = vec!["serve", "--port", "0"];
-    args.extend_from_slice(extra);
-    let server = Proc::udpchat(&args);
-    let port = server.listening_port();
-    (server, port)
+    support::serve_rooms(extra)
 }
 
 fn join(port: u16, nick: &str, extra: &[&str]) -> Proc {
-    let target = format!("127.0.0.1:{port}");
-    let mut args = vec!["join", target.as_str(), "--nick", nick, "--json"];
-    args.extend_from_slice(extra);
-    Proc::udpchat(&args)
+    support::join_json(port, nick, extra)
 }
 
 /// Reads JSON events until one satisfies `pred`; returns it.
@@ -237,19 +230,7 @@ fn end_of_input_delivers_every_line_in_order_before_leaving() {
     let ada = join(port, "ada", &[]);
     expect_join(&ada, "lobby", "ada");
     let input: String = (1..=200).map(|i| format!("{i}\n")).collect();
-    let mut seq = Command::new(env!("CARGO_BIN_EXE_udpchat"))
-        .env("XDG_DATA_HOME", support::data_home())
-        .args(["join", &format!("127.0.0.1:{port}"), "--nick", "seq"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    seq.stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
+    let mut seq = support::join_piped(port, "seq", &[], input);
     let mut got = Vec::new();
     while got.len() < 200 {
         let e = expect_event(&ada, "seq's lines", |e| {

@@ -883,13 +883,7 @@ impl Connection {
             // it again), the later ones are acknowledged as out of order, and the window
             // (at most MAX_WINDOW segments kept) stops the peer sending more.
             self.stats.held_while_paused += 1;
-            if self
-                .reorder
-                .insert(segment.seq, segment.to_segment())
-                .is_some()
-            {
-                self.stats.duplicates += 1;
-            }
+            self.keep(segment);
             return true;
         }
         if offset >= MAX_WINDOW {
@@ -899,14 +893,8 @@ impl Connection {
             return true;
         }
         if offset > 0 {
-            // Kept (a copy) until the gap before it is filled.
-            if self
-                .reorder
-                .insert(segment.seq, segment.to_segment())
-                .is_some()
-            {
-                self.stats.duplicates += 1;
-            }
+            // Kept until the gap before it is filled.
+            self.keep(segment);
             return true;
         }
         self.deliver(segment);
@@ -924,6 +912,18 @@ impl Connection {
             self.ack_deadline = Some(self.last_received + self.config.max_ack_delay);
         }
         false
+    }
+
+    /// Keeps a copy of a segment in the receive window until it can be delivered (a second
+    /// copy of one kept is a duplicate).
+    fn keep(&mut self, segment: SegmentRef<'_>) {
+        if self
+            .reorder
+            .insert(segment.seq, segment.to_segment())
+            .is_some()
+        {
+            self.stats.duplicates += 1;
+        }
     }
 
     /// Appends an in-order segment to the message being reassembled.

@@ -299,3 +299,41 @@ pub fn recv_text(socket: &UdpSocket) -> (String, SocketAddr) {
     let (n, from) = socket.recv_from(&mut buf).expect("a datagram in time");
     (String::from_utf8_lossy(&buf[..n]).into_owned(), from)
 }
+
+/// Starts `udpchat serve` on a free port (every address, as by default, unless `extra` says
+/// `--bind`), with `extra` arguments; returns it and its port once it listens.
+pub fn serve_rooms(extra: &[&str]) -> (Proc, u16) {
+    let mut args = vec!["serve", "--port", "0"];
+    args.extend_from_slice(extra);
+    let server = Proc::udpchat(&args);
+    let port = server.listening_port();
+    (server, port)
+}
+
+/// Starts `udpchat join --json` as `nick` to the server on `port`, with `extra` arguments.
+pub fn join_json(port: u16, nick: &str, extra: &[&str]) -> Proc {
+    let target = format!("127.0.0.1:{port}");
+    let mut args = vec!["join", target.as_str(), "--nick", nick, "--json"];
+    args.extend_from_slice(extra);
+    Proc::udpchat(&args)
+}
+
+/// Starts `udpchat join` as `nick` to the server on `port` reading `input` from a pipe (as
+/// `seq N | udpchat join`), output discarded, stderr piped; the pipe is written by a thread
+/// (ended by a broken pipe if the child is killed first).
+pub fn join_piped(port: u16, nick: &str, extra: &[&str], input: String) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_udpchat"))
+        .env("XDG_DATA_HOME", data_home())
+        .args(["join", &format!("127.0.0.1:{port}"), "--nick", nick])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start udpchat join");
+    let mut pipe = child.stdin.take().expect("piped");
+    std::thread::spawn(move || {
+        let _ = pipe.write_all(input.as_bytes());
+    });
+    child
+}
