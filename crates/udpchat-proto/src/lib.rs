@@ -22,6 +22,7 @@ pub mod client;
 pub mod crypto;
 pub mod lab;
 pub mod limiter;
+mod mac;
 pub mod reliable;
 pub mod rng;
 pub mod room;
@@ -29,6 +30,8 @@ pub mod server;
 pub mod text;
 pub mod wire;
 
+#[cfg(test)]
+mod endpoint_tests;
 #[cfg(test)]
 mod sim_tests;
 #[cfg(test)]

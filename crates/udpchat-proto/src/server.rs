@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 
 use crate::crypto::{SEAL_OVERHEAD, ServerHandshake, StaticKeypair, Transport};
 use crate::limiter::{RateLimiter, RateLimits};
+use crate::mac::MacKey;
 use crate::reliable::{CloseReason, Connection, ConnectionConfig, ConnectionEvent, SendError};
 use crate::rng::RandomSource;
 use crate::room::{Chat, ChatLimits, GUEST_PREFIX, MemberId, Outbox};
@@ -293,10 +294,14 @@ pub struct Server {
     guests_ready: VecDeque<SocketAddr>,
     events: VecDeque<ServerEvent>,
     shutting_down: bool,
-    /// Per-source token buckets for handshakes and guest lines.
+    /// Per-source token buckets for unvalidated guest lines.
     limiter: RateLimiter,
+    /// Per-source token buckets for Hellos that carry a valid cookie: apart from `limiter`,
+    /// and never spent by a Hello without one, so that only whoever receives at an address can
+    /// spend that address's handshake budget (a forger cannot lock its owner out).
+    handshakes: RateLimiter,
     /// The key of the cookie MAC.
-    cookie_keys: (u64, u64),
+    cookie_key: MacKey,
     /// The time the cookie windows count from (the first cookie made).
     epoch: Option<Instant>,
     stats: ServerStats,
@@ -329,9 +334,10 @@ impl Server {
     /// A server with no members.
     pub fn new(config: ServerConfig, mut rng: Box<dyn RandomSource>) -> Self {
         let guest_secret = rng.next_u64();
-        let cookie_keys = (rng.next_u64(), rng.next_u64());
+        let cookie_key = MacKey::random(&mut *rng);
         let chat = Chat::new(config.chat.clone());
         let limiter = RateLimiter::new(config.rate_limits);
+        let handshakes = RateLimiter::new(config.rate_limits);
         let plain_connection = Arc::new(config.connection.clone());
         let secure_connection = Arc::new(ConnectionConfig {
             max_datagram: MAX_DATAGRAM - SEAL_OVERHEAD,
@@ -356,7 +362,8 @@ impl Server {
             events: VecDeque::new(),
             shutting_down: false,
             limiter,
-            cookie_keys,
+            handshakes,
+            cookie_key,
             epoch: None,
             stats: ServerStats::default(),
             refusals_logged: None,
@@ -584,7 +591,7 @@ impl Server {
     /// Counters.
     pub fn stats(&self) -> ServerStats {
         ServerStats {
-            rate_limited: self.limiter.refused,
+            rate_limited: self.limiter.refused + self.handshakes.refused,
             ..self.stats
         }
     }
@@ -746,8 +753,27 @@ impl Server {
         noise: Option<&[u8]>,
         hello_len: usize,
     ) {
-        // Handshakes cost work and, once admitted, memory: each source gets a bounded rate.
-        if !self.limiter.allow(now, from.ip()) {
+        // No state before the client proves it receives at its address: a stateless Retry
+        // (never larger than the Hello) carries a cookie only that address can send back. It
+        // spends no budget: a Hello without a valid cookie may be forged by anyone, and a
+        // budget it could spend would be one a forger empties to lock the address's owner
+        // out. The Retry costs a MAC and a datagram smaller than the Hello (no amplification).
+        if !self.cookie_is_valid(now, from, cookie) {
+            if self.shutting_down {
+                return;
+            }
+            let retry = Packet::Retry {
+                nonce,
+                cookie: self.cookie(now, from, 0),
+            }
+            .to_bytes();
+            self.stats.retries_sent += 1;
+            self.push_direct(from, retry, hello_len);
+            return;
+        }
+        // Handshakes cost work and, once admitted, memory: each source that proved its address
+        // gets a bounded rate.
+        if !self.handshakes.allow(now, from.ip()) {
             return;
         }
         if let Some(id) = self.by_addr.get(&from).copied()
@@ -764,18 +790,6 @@ impl Server {
             return;
         }
         if self.shutting_down {
-            return;
-        }
-        // No state before the client proves it receives at its address: a stateless Retry
-        // (never larger than the Hello) carries a cookie only that address can send back.
-        if !self.cookie_is_valid(now, from, cookie) {
-            let retry = Packet::Retry {
-                nonce,
-                cookie: self.cookie(now, from, 0),
-            }
-            .to_bytes();
-            self.stats.retries_sent += 1;
-            self.push_direct(from, retry, hello_len);
             return;
         }
         if self.peers.len() >= self.config.max_connections {
@@ -868,12 +882,13 @@ impl Server {
     fn cookie(&mut self, now: Instant, from: SocketAddr, windows_back: u64) -> u64 {
         let epoch = *self.epoch.get_or_insert(now);
         let window = now.saturating_duration_since(epoch).as_secs() / COOKIE_WINDOW.as_secs();
-        #[allow(deprecated)] // SipHash-2-4 keyed by a random 128-bit key: a fine short MAC.
-        let mut mac = std::hash::SipHasher::new_with_keys(self.cookie_keys.0, self.cookie_keys.1);
-        from.ip().to_canonical().hash(&mut mac);
-        from.port().hash(&mut mac);
-        window.wrapping_sub(windows_back).hash(&mut mac);
-        mac.finish().max(1)
+        let mac = self
+            .cookie_key
+            .for_address(b"cookie", from, window.wrapping_sub(windows_back));
+        // 64 bits of the MAC (0 means "no cookie").
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&mac[..8]);
+        u64::from_le_bytes(word).max(1)
     }
 
     /// A cookie is good for the window it was made in and the next one (30 to 60 s).
