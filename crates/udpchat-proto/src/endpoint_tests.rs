@@ -2,6 +2,7 @@
 //! drives a [`Server`] and real [`Client`]s by hand at explicit times, with no network between
 //! them, so that "at once" means "in the round trips the handshake needs, with no timer".
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -153,4 +154,243 @@ fn a_handshake_flood_with_a_cookie_is_rate_limited() {
     }
     let rate = ServerConfig::default().rate_limits.per_address_rate as usize;
     assert!(welcomes <= burst + rate, "{welcomes}");
+}
+
+// ---------------------------------------------------------------- guests
+
+/// Everything the server sends `to`, as text.
+fn lines_to(server: &mut Server, now: Instant, to: SocketAddr) -> Vec<String> {
+    drain_server(server, now, to)
+        .iter()
+        .map(|d| String::from_utf8_lossy(d).into_owned())
+        .collect()
+}
+
+/// The item "the guest's first minute": a first line of 6 bytes (`hello` and a newline, as
+/// `nc -u` sends it) is answered at once with the line to send back, within 3x its bytes.
+#[test]
+fn a_guests_first_short_line_gets_the_code_line_within_three_times_its_bytes() {
+    let mut server = Server::new(ServerConfig::default(), Box::new(SplitMix64::new(1)));
+    let guest: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+    let now = Instant::now();
+    server.handle_datagram(now, guest, b"hello\n");
+    let got = lines_to(&mut server, now, guest);
+    let sent: usize = got.iter().map(String::len).sum();
+    assert!(sent <= 3 * 6, "{sent} bytes for 6: {got:?}");
+    let code_line = got.first().expect("an answer to the first line");
+    let code = code_line
+        .strip_prefix("/ok ")
+        .and_then(|c| c.strip_suffix('\n'))
+        .unwrap_or_else(|| panic!("{code_line:?}"));
+    // Not a 4-digit number: 8 characters of a 32-letter alphabet.
+    assert_eq!(code.len(), crate::guest_code::CODE_LEN, "{code}");
+    assert!(code.parse::<u64>().is_err(), "{code}");
+    // Sent back as it came, it validates the guest.
+    server.handle_datagram(now, guest, code_line.as_bytes());
+    let got = lines_to(&mut server, now, guest);
+    assert!(got.iter().any(|l| l.contains("thanks")), "{got:?}");
+}
+
+/// Hole 7: the code is unguessable and expiring, and wrong guesses are counted, then
+/// ignored for a while.
+#[test]
+fn guest_codes_differ_per_address_and_window_expire_and_wrong_guesses_are_throttled() {
+    let mut server = Server::new(ServerConfig::default(), Box::new(SplitMix64::new(2)));
+    let now = Instant::now();
+    let code_of = |server: &mut Server, at: Instant, guest: SocketAddr| -> String {
+        server.handle_datagram(at, guest, b"hello, is anyone there?\n");
+        let got = lines_to(server, at, guest);
+        let line = got
+            .iter()
+            .find(|l| l.starts_with("/ok "))
+            .unwrap_or_else(|| panic!("no code line: {got:?}"));
+        line.trim_end().trim_start_matches("/ok ").to_owned()
+    };
+    let a: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+    let b: SocketAddr = "192.0.2.2:4000".parse().unwrap();
+    let code_a = code_of(&mut server, now, a);
+    assert_ne!(code_a, code_of(&mut server, now, b), "per address");
+    assert!(code_a.parse::<u64>().is_err());
+    // The guest leaves; much later (two windows on) it comes back: another code, and the
+    // old one no longer validates.
+    server.handle_datagram(now, a, b"bye\n");
+    let later = now + 2 * crate::guest_code::WINDOW + Duration::from_secs(1);
+    let code_later = code_of(&mut server, later, a);
+    assert_ne!(code_a, code_later, "per window");
+    server.handle_datagram(later, a, format!("/ok {code_a}\n").as_bytes());
+    let got = lines_to(&mut server, later, a);
+    assert!(
+        !got.iter().any(|l| l.contains("thanks")),
+        "expired: {got:?}"
+    );
+    assert_eq!(server.stats().wrong_guest_codes, 1);
+    // A blind guesser (a spoofer using c's address) is counted, then ignored: even the right
+    // code is not looked at for a while.
+    let c: SocketAddr = "192.0.2.3:4000".parse().unwrap();
+    let code_c = code_of(&mut server, later, c);
+    for guess in 0..10 {
+        server.handle_datagram(later, c, format!("/ok {guess:04}\n").as_bytes());
+    }
+    let wrong = crate::guest_code::WRONG_GUESSES;
+    assert_eq!(server.stats().wrong_guest_codes, 1 + u64::from(wrong));
+    let _ = lines_to(&mut server, later, c);
+    server.handle_datagram(later, c, format!("/ok {code_c}\n").as_bytes());
+    let got = lines_to(&mut server, later, c);
+    assert!(
+        !got.iter().any(|l| l.contains("thanks")),
+        "throttled: {got:?}"
+    );
+    // After the lockout, the right code works.
+    let after = later + crate::guest_code::LOCKOUT;
+    server.handle_datagram(after, c, format!("/ok {code_c}\n").as_bytes());
+    let got = lines_to(&mut server, after, c);
+    assert!(got.iter().any(|l| l.contains("thanks")), "{got:?}");
+}
+
+/// A `--no-guests` server answers a guest once, within 3x its datagram, then is silent.
+#[test]
+fn a_server_without_guests_tells_a_guest_once_within_three_times_its_bytes() {
+    let config = ServerConfig {
+        guests: false,
+        ..ServerConfig::default()
+    };
+    let mut server = Server::new(config, Box::new(SplitMix64::new(3)));
+    let guest: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+    let now = Instant::now();
+    // Too short for any answer within 3x: none, and the next one may still be answered.
+    server.handle_datagram(now, guest, b"hi\n");
+    assert!(lines_to(&mut server, now, guest).is_empty());
+    server.handle_datagram(now, guest, b"hello\n");
+    let got = lines_to(&mut server, now, guest);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].len() <= 18 && got[0].contains("udpchat join"),
+        "{got:?}"
+    );
+    for _ in 0..20 {
+        server.handle_datagram(now, guest, b"hello? anyone? let me in please\n");
+    }
+    assert!(lines_to(&mut server, now, guest).is_empty(), "once");
+    assert_eq!(server.guest_count(), 0);
+}
+
+mod amplification {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What a test guest does.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Sends a datagram of arbitrary bytes (never framed: those are not guest lines).
+        Bytes(u8, Vec<u8>),
+        /// Sends a line of text, with or without a newline.
+        Line(u8, String, bool),
+        /// Sends `/ok` with the code it was sent, if it got one.
+        Ok(u8),
+        /// Sends `/ok` with a wrong code.
+        WrongOk(u8),
+        /// A validated guest (address 9) says something to the room.
+        Chatter(String),
+        /// Time passes.
+        Wait(u16),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0u8..4, proptest::collection::vec(any::<u8>(), 0..80))
+                .prop_map(|(g, b)| Step::Bytes(g, b)),
+            (0u8..4, "[a-z /]{0,12}", any::<bool>()).prop_map(|(g, t, nl)| Step::Line(g, t, nl)),
+            (0u8..4).prop_map(Step::Ok),
+            (0u8..4).prop_map(Step::WrongOk),
+            "[a-z ]{1,200}".prop_map(Step::Chatter),
+            (0u16..5000).prop_map(Step::Wait),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Before it is validated, an address is never sent more than 3 times what it sent,
+        /// at any point, whatever guests send and whatever the room says.
+        #[test]
+        fn an_unvalidated_address_never_gets_more_than_three_times_what_it_sent(
+            steps in proptest::collection::vec(step(), 1..60),
+            guests in any::<bool>(),
+        ) {
+            let config = ServerConfig { guests, ..ServerConfig::default() };
+            let mut server = Server::new(config, Box::new(SplitMix64::new(7)));
+            let mut now = Instant::now();
+            let addr = |g: u8| SocketAddr::from(([192, 0, 2, g + 1], 4000));
+            let chatter = addr(9);
+            // (received from, sent to, validated, last code seen) per guest
+            let mut seen: HashMap<SocketAddr, (usize, usize, bool, Option<String>)> =
+                HashMap::new();
+            if guests {
+                // A validated guest that talks to the room.
+                server.handle_datagram(now, chatter, &[b'.'; 100]);
+                let code = lines_to(&mut server, now, chatter)
+                    .iter()
+                    .find_map(|l| l.strip_prefix("/ok ").map(|c| c.trim().to_owned()))
+                    .expect("code");
+                server.handle_datagram(now, chatter, format!("/ok {code}").as_bytes());
+            }
+            for step in steps {
+                let (from, datagram) = match step {
+                    Step::Bytes(g, mut b) => {
+                        if b.first() == Some(&0xF5) {
+                            b[0] = b'x';
+                        }
+                        (addr(g), b)
+                    }
+                    Step::Line(g, t, nl) => {
+                        (addr(g), format!("{t}{}", if nl { "\n" } else { "" }).into_bytes())
+                    }
+                    Step::Ok(g) => {
+                        let code = seen.get(&addr(g)).and_then(|s| s.3.clone());
+                        (addr(g), format!("/ok {}", code.unwrap_or_default()).into_bytes())
+                    }
+                    Step::WrongOk(g) => (addr(g), b"/ok WRONGCOD".to_vec()),
+                    Step::Chatter(t) => (chatter, t.into_bytes()),
+                    Step::Wait(ms) => {
+                        now += Duration::from_millis(u64::from(ms));
+                        server.handle_timeout(now);
+                        (chatter, Vec::new())
+                    }
+                };
+                if !datagram.is_empty() || from != chatter {
+                    server.handle_datagram(now, from, &datagram);
+                }
+                if from != chatter {
+                    seen.entry(from).or_default().0 += datagram.len();
+                }
+                let mut out = Vec::new();
+                while let Some(t) = server.poll_transmit(now) {
+                    if t.destination != chatter {
+                        out.push(t);
+                    }
+                }
+                // Validated by this datagram: what follows its `/ok` is no longer bounded
+                // (the lines held back for want of budget go out before the thanks).
+                for t in &out {
+                    if String::from_utf8_lossy(&t.payload).contains("thanks") {
+                        seen.entry(t.destination).or_default().2 = true;
+                    }
+                }
+                for t in out {
+                    let state = seen.entry(t.destination).or_default();
+                    state.1 += t.payload.len();
+                    let text = String::from_utf8_lossy(&t.payload);
+                    if let Some(code) = text.strip_prefix("/ok ") {
+                        state.3 = Some(code.trim().to_owned());
+                    }
+                    prop_assert!(
+                        state.2 || state.1 <= 3 * state.0,
+                        "{} bytes sent to {} for {} received",
+                        state.1, t.destination, state.0
+                    );
+                }
+                while server.poll_event().is_some() {}
+            }
+        }
+    }
 }

@@ -20,6 +20,7 @@
 
 pub mod client;
 pub mod crypto;
+pub mod guest_code;
 pub mod lab;
 pub mod limiter;
 mod mac;

@@ -41,6 +41,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::crypto::{SEAL_OVERHEAD, ServerHandshake, StaticKeypair, Transport};
+use crate::guest_code::{GuestCodes, Verdict};
 use crate::limiter::{RateLimiter, RateLimits};
 use crate::mac::MacKey;
 use crate::reliable::{CloseReason, Connection, ConnectionConfig, ConnectionEvent, SendError};
@@ -54,6 +55,24 @@ use crate::wire::packet::{CloseCode, ConnectionId, DataRef, MAX_DATAGRAM, Packet
 /// How long one cookie window lasts; a cookie stays valid for one to two windows.
 const COOKIE_WINDOW: Duration = Duration::from_secs(30);
 
+/// What a guest not validated yet may be sent: at most this many times the bytes it sent (the
+/// factor QUIC allows before address validation, RFC 9000 §8.1), in total and at every point.
+pub const AMPLIFICATION: usize = 3;
+
+/// How long a `--no-guests` server remembers having told an address it takes no guests.
+const NO_GUESTS_WINDOW: Duration = Duration::from_secs(60);
+
+/// Addresses a `--no-guests` server remembers having told, per window, at most.
+const NO_GUESTS_TOLD: usize = 4096;
+
+/// What a `--no-guests` server tells a guest, longest first: the longest that fits in
+/// [`AMPLIFICATION`] times the guest's datagram (plus its newline, if it ends its lines so).
+const NO_GUESTS_ANSWERS: [&str; 3] = [
+    "! this server takes only udpchat join clients, no guests",
+    "! no guests: use udpchat join",
+    "use udpchat join",
+];
+
 /// Refusals reported as events per second at most.
 const REFUSALS_LOGGED_PER_SECOND: u32 = 10;
 
@@ -66,6 +85,8 @@ pub struct ServerStats {
     pub retries_sent: u64,
     /// Datagrams dropped by the per-source rate limits.
     pub rate_limited: u64,
+    /// Wrong guest codes received (`/ok` with a code that is not the address's).
+    pub wrong_guest_codes: u64,
 }
 
 /// How the server behaves; every bound is here.
@@ -220,12 +241,11 @@ struct Peer {
 #[derive(Debug)]
 struct Guest {
     nick: String,
-    /// Bytes it may still be sent before it is validated.
+    /// Bytes it may still be sent before it is validated: [`AMPLIFICATION`] times what it
+    /// sent, less what it was sent.
     credit: usize,
     /// It sent back its code: no byte budget any more.
     validated: bool,
-    /// The code it must send back.
-    code: u16,
     /// Lines waiting for credit (validated guests never wait).
     queue: VecDeque<Vec<u8>>,
     /// The queue's first line is the one with the code, not sent yet: a full queue drops the
@@ -268,8 +288,14 @@ pub struct Server {
     plain_connection: Arc<ConnectionConfig>,
     secure_connection: Arc<ConnectionConfig>,
     rng: Box<dyn RandomSource>,
-    /// A secret for guest codes.
+    /// A secret for guest nicks.
     guest_secret: u64,
+    /// Makes and checks the codes guests send back, and counts wrong ones.
+    guest_codes: GuestCodes,
+    /// Addresses told that this server takes no guests, in the current
+    /// [`NO_GUESTS_WINDOW`] (since the time in the pair): each is told once per window, and
+    /// at most [`NO_GUESTS_TOLD`] are remembered (beyond, the rest are not told).
+    no_guests_told: (Option<Instant>, HashSet<SocketAddr>),
     /// Boxed: a `Peer` is about 1 KB, and a map holds up to twice the slots it uses.
     peers: HashMap<ConnectionId, Box<Peer>>,
     by_addr: HashMap<SocketAddr, ConnectionId>,
@@ -334,6 +360,7 @@ impl Server {
     /// A server with no members.
     pub fn new(config: ServerConfig, mut rng: Box<dyn RandomSource>) -> Self {
         let guest_secret = rng.next_u64();
+        let guest_codes = GuestCodes::new(&mut *rng);
         let cookie_key = MacKey::random(&mut *rng);
         let chat = Chat::new(config.chat.clone());
         let limiter = RateLimiter::new(config.rate_limits);
@@ -349,6 +376,8 @@ impl Server {
             secure_connection,
             rng,
             guest_secret,
+            guest_codes,
+            no_guests_told: (None, HashSet::default()),
             peers: HashMap::default(),
             by_addr: HashMap::default(),
             guests: HashMap::default(),
@@ -592,6 +621,7 @@ impl Server {
     pub fn stats(&self) -> ServerStats {
         ServerStats {
             rate_limited: self.limiter.refused + self.handshakes.refused,
+            wrong_guest_codes: self.guest_codes.wrong,
             ..self.stats
         }
     }
@@ -1036,6 +1066,7 @@ impl Server {
     fn on_guest_line(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         if !self.config.guests {
             self.refuse(now, from, "guests are not allowed");
+            self.tell_no_guests(now, from, datagram);
             return;
         }
         // Until a guest is validated, its lines are unauthenticated work: rate-limited.
@@ -1062,7 +1093,9 @@ impl Server {
         guest.last_heard = now;
         guest.newline = newline;
         if !guest.validated {
-            guest.credit = guest.credit.saturating_add(datagram.len());
+            guest.credit = guest
+                .credit
+                .saturating_add(AMPLIFICATION.saturating_mul(datagram.len()));
         }
         let trimmed = line.trim();
         if trimmed == "bye" {
@@ -1070,9 +1103,22 @@ impl Server {
             return;
         }
         if let Some(code) = trimmed.strip_prefix("/ok") {
-            if code.trim().parse::<u16>().ok() == Some(guest.code) {
-                guest.validated = true;
-                self.send_guest_line(from, "* thanks: you now see everything said here");
+            if !guest.validated {
+                match self.guest_codes.check(now, from, code) {
+                    Verdict::Accepted => {
+                        if let Some(guest) = self.guests.get_mut(&from) {
+                            guest.validated = true;
+                        }
+                        self.send_guest_line(from, "* thanks: you now see everything said here");
+                    }
+                    // Perhaps an expired code: the current one, to the address (where a
+                    // blind guesser does not see it).
+                    Verdict::Wrong => {
+                        let code = self.guest_codes.code(now, from);
+                        self.send_guest_line(from, &format!("/ok {code}"));
+                    }
+                    Verdict::Ignored => {}
+                }
             }
             self.flush_guest(from);
             return;
@@ -1111,7 +1157,6 @@ impl Server {
         let mut h = DefaultHasher::new();
         (self.guest_secret, addr).hash(&mut h);
         let digest = h.finish();
-        let code = 1000 + (digest % 9000) as u16;
         let mut nick = format!("{GUEST_PREFIX}{:04x}", (digest >> 16) as u16);
         let mut n = 2;
         while !self.chat.is_nick_free(&nick) {
@@ -1124,7 +1169,6 @@ impl Server {
                 nick: nick.clone(),
                 credit: 0,
                 validated: false,
-                code,
                 queue: VecDeque::new(),
                 code_line_queued: false,
                 dropped: 0,
@@ -1142,13 +1186,17 @@ impl Server {
             addr,
             nick: nick.clone(),
         });
-        self.send_guest_line(
-            addr,
-            &format!("* you are {nick}; to see everything, send: /ok {code}"),
-        );
+        // First what to do, compact enough for the budget of a first line of 5 bytes: the
+        // line to send back, as it is. Then, once the guest has sent more, what it means.
+        let code = self.guest_codes.code(now, addr);
+        self.send_guest_line(addr, &format!("/ok {code}"));
         if let Some(guest) = self.guests.get_mut(&addr) {
             guest.code_line_queued = !guest.queue.is_empty();
         }
+        self.send_guest_line(
+            addr,
+            &format!("* you are {nick}; to see everything said here, send back the line above"),
+        );
         let room = self.config.default_room.clone();
         let outbox = self.chat.add_guest(MemberId::Guest(addr), &nick, &room);
         self.deliver_all(now, outbox);
@@ -1173,6 +1221,38 @@ impl Server {
         self.bound_timers();
         let outbox = self.chat.remove(MemberId::Guest(addr), reason);
         self.deliver_all(now, outbox);
+    }
+
+    /// Tells a guest of a `--no-guests` server, once per address and [`NO_GUESTS_WINDOW`],
+    /// that it takes only `udpchat join` clients: the longest answer within
+    /// [`AMPLIFICATION`] times the datagram (none if even the shortest does not fit; such a
+    /// datagram does not count as told).
+    fn tell_no_guests(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        let (since, told) = &mut self.no_guests_told;
+        if since.is_none_or(|since| now.saturating_duration_since(since) >= NO_GUESTS_WINDOW) {
+            *since = Some(now);
+            told.clear();
+        }
+        if told.contains(&from) || told.len() >= NO_GUESTS_TOLD {
+            return;
+        }
+        let newline = usize::from(datagram.ends_with(b"\n"));
+        let budget = AMPLIFICATION.saturating_mul(datagram.len());
+        let Some(answer) = NO_GUESTS_ANSWERS
+            .iter()
+            .find(|a| a.len() + newline <= budget)
+        else {
+            return;
+        };
+        told.insert(from);
+        let mut payload = answer.as_bytes().to_vec();
+        if newline == 1 {
+            payload.push(b'\n');
+        }
+        self.direct.push_back(Transmit {
+            destination: from,
+            payload: Bytes::from(payload),
+        });
     }
 
     /// Queues a line for a guest and sends what its budget allows.
