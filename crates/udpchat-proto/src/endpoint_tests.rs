@@ -55,17 +55,19 @@ fn handshake(
     round_trips: usize,
 ) -> bool {
     for _ in 0..round_trips {
+        let connected = client.is_connected();
         while let Some(datagram) = client.poll_transmit(now) {
             server.handle_datagram(now, at, &datagram);
+        }
+        if connected {
+            // Its first datagrams since the Welcome went out.
+            return true;
         }
         for datagram in drain_server(server, now, at) {
             client.handle_datagram(now, &datagram);
         }
         while let Some(event) = client.poll_event() {
             assert!(!matches!(event, ClientEvent::Closed(_)), "{event:?}");
-        }
-        if client.is_connected() && client.poll_transmit(now).is_none() {
-            return true;
         }
     }
     false
@@ -393,4 +395,127 @@ mod amplification {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------- half-open handshakes
+
+/// The cookie a Retry gives `from`.
+fn cookie_for(server: &mut Server, now: Instant, from: SocketAddr, hello: &[u8]) -> u64 {
+    server.handle_datagram(now, from, hello);
+    drain_server(server, now, from)
+        .iter()
+        .find_map(|d| match Packet::decode(d) {
+            Ok(Packet::Retry { cookie, .. }) => Some(cookie),
+            _ => None,
+        })
+        .expect("a Retry")
+}
+
+/// Hole 5: handshakes that get their cookie and Welcome but never send an authenticated
+/// datagram, 10,000 of them from 50 /24 networks (as many as the per-network rate limits
+/// admit at once), took a session slot each until the limit refused real clients.
+#[test]
+fn ten_thousand_half_open_handshakes_from_fifty_networks_do_not_lock_a_client_out() {
+    let mut server = Server::new(ServerConfig::default(), Box::new(SplitMix64::new(4)));
+    let now = Instant::now();
+    let mut attempts = 0;
+    for net in 0..50u8 {
+        // Five addresses per /24: their 40-Hello bursts make the /24's 400... of which 200
+        // each is all the 10,000 need.
+        for host in 1..=5u8 {
+            let from = SocketAddr::from(([10, net, 0, host], 6000));
+            let hello = Packet::Hello {
+                nonce: 0,
+                cookie: 0,
+            }
+            .to_bytes();
+            let cookie = cookie_for(&mut server, now, from, &hello);
+            for nonce in 1..=40 {
+                let hello = Packet::Hello { nonce, cookie }.to_bytes();
+                server.handle_datagram(now, from, &hello);
+                attempts += 1;
+            }
+            drain_server(&mut server, now, from);
+        }
+    }
+    assert_eq!(attempts, 10_000);
+    let limit = ServerConfig::default().max_half_open;
+    assert!(
+        server.half_open_count() <= limit,
+        "{}",
+        server.half_open_count()
+    );
+    assert_eq!(server.connection_count(), 0, "none of them is a session");
+    // A real client on another network joins at once.
+    let mut client = Client::new(ClientConfig::default(), &mut SplitMix64::new(5), now);
+    let _ = client.send(&ClientMessage::Nick { nick: "ada".into() });
+    let ada = SocketAddr::from(([192, 0, 2, 1], 7000));
+    assert!(handshake(&mut server, &mut client, ada, now, 3));
+    assert_eq!(server.connection_count(), 1);
+    // The flood's handshakes expire.
+    let later = now + ServerConfig::default().half_open_timeout;
+    server.handle_timeout(later);
+    assert_eq!(server.half_open_count(), 0);
+    assert_eq!(server.connection_count(), 1);
+}
+
+/// Hole 5: a replayed cookie-bearing Hello (the same bytes, from the same address, while the
+/// cookie is still good) never makes a second session nor ends the one there; an old Hello
+/// of an earlier session at the address does not end the new one either.
+#[test]
+fn a_replayed_hello_neither_makes_a_second_session_nor_ends_the_live_one() {
+    let (mut server, keys) = secure_server(6);
+    let at: SocketAddr = "192.0.2.20:5000".parse().unwrap();
+    let mut now = Instant::now();
+    // A first run of the client, whose cookie-bearing Hello an attacker records.
+    let mut recorded = Vec::new();
+    let mut first = secure_client(&keys, 7, now);
+    for _ in 0..2 {
+        while let Some(d) = first.poll_transmit(now) {
+            recorded.push(d.clone());
+            server.handle_datagram(now, at, &d);
+        }
+        for d in drain_server(&mut server, now, at) {
+            first.handle_datagram(now, &d);
+        }
+    }
+    assert!(first.is_connected());
+    while let Some(d) = first.poll_transmit(now) {
+        server.handle_datagram(now, at, &d);
+    }
+    assert_eq!(server.connection_count(), 1);
+    for d in drain_server(&mut server, now, at) {
+        first.handle_datagram(now, &d);
+    }
+    let old_hello = recorded.pop().expect("the Hello with the cookie");
+    // Replayed now: no new Welcome, no new session, the session goes on.
+    server.handle_datagram(now, at, &old_hello);
+    assert!(drain_server(&mut server, now, at).is_empty());
+    assert_eq!(server.connection_count(), 1);
+    assert_eq!(server.half_open_count(), 0);
+    // The client restarts at the same address: its new session replaces the old one.
+    now += Duration::from_secs(5);
+    let mut second = secure_client(&keys, 8, now);
+    assert!(handshake(&mut server, &mut second, at, now, 3));
+    drain_server(&mut server, now, at);
+    // The first run's Hello, replayed (its cookie still good): the live session stays.
+    server.handle_datagram(now, at, &old_hello);
+    for d in drain_server(&mut server, now, at) {
+        second.handle_datagram(now, &d);
+    }
+    let _ = second.send(&ClientMessage::Nick { nick: "bob".into() });
+    while let Some(d) = second.poll_transmit(now) {
+        server.handle_datagram(now, at, &d);
+    }
+    for d in drain_server(&mut server, now, at) {
+        second.handle_datagram(now, &d);
+    }
+    while let Some(event) = second.poll_event() {
+        assert!(!matches!(event, ClientEvent::Closed(_)), "{event:?}");
+    }
+    assert!(second.is_connected());
+    // (The old session lingers while it drains; only one session is a member.)
+    server.handle_timeout(now + Duration::from_secs(3));
+    drain_server(&mut server, now + Duration::from_secs(3), at);
+    assert_eq!(server.connection_count(), 1);
 }

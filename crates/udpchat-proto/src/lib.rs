@@ -21,6 +21,7 @@
 pub mod client;
 pub mod crypto;
 pub mod guest_code;
+mod half_open;
 pub mod lab;
 pub mod limiter;
 mod mac;

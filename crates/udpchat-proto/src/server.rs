@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 
 use crate::crypto::{SEAL_OVERHEAD, ServerHandshake, StaticKeypair, Transport};
 use crate::guest_code::{GuestCodes, Verdict};
+use crate::half_open::HalfOpen;
 use crate::limiter::{RateLimiter, RateLimits};
 use crate::mac::MacKey;
 use crate::reliable::{CloseReason, Connection, ConnectionConfig, ConnectionEvent, SendError};
@@ -96,8 +97,17 @@ pub struct ServerConfig {
     pub connection: ConnectionConfig,
     /// How often clients should send a keepalive when idle.
     pub keepalive: Duration,
-    /// Connections at most; further Hellos are ignored.
+    /// Established connections at most (half-open handshakes are not counted: see
+    /// `max_half_open`); further Hellos are refused.
     pub max_connections: usize,
+    /// Half-open handshakes at most (Welcome sent, no authenticated datagram yet), kept apart
+    /// from established connections; when full, a new one evicts the oldest of the /24 (/64)
+    /// network holding the most. Each costs about 1 KB.
+    pub max_half_open: usize,
+    /// How long a half-open handshake waits for the client's first authenticated datagram:
+    /// enough for Welcomes to be repeated on loss, and longer than the keepalive interval, so
+    /// that a client with nothing to say completes with its first keepalive.
+    pub half_open_timeout: Duration,
     /// Whether plain-text guests are accepted.
     pub guests: bool,
     /// Guests at most.
@@ -126,10 +136,13 @@ impl ServerConfig {
             idle_timeout: peer_timeout,
             ..ConnectionConfig::default()
         };
+        let keepalive = (peer_timeout / 6).max(Duration::from_millis(100));
         Self {
             connection,
-            keepalive: (peer_timeout / 6).max(Duration::from_millis(100)),
+            keepalive,
             max_connections: 10_000,
+            max_half_open: 1024,
+            half_open_timeout: keepalive + Duration::from_secs(5),
             guests: true,
             max_guests: 1_000,
             guest_queue_lines: 64,
@@ -223,18 +236,26 @@ enum Input<'a> {
 struct Peer {
     addr: SocketAddr,
     conn: Connection,
-    /// The Hello that created it, to answer a repeated Hello (lost Welcome) with the same
-    /// Welcome.
+    /// The Hello that created it: the same Hello again (a replay, or a late repeat) is
+    /// ignored.
     hello_nonce: u64,
-    /// The Welcome (or SecureWelcome) sent, sent again for a repeated Hello; freed once the
-    /// client's first authenticated datagram shows it arrived.
-    welcome: Vec<u8>,
     /// The keys of a secure connection: every datagram either way is sealed with them.
     transport: Option<Transport>,
     /// Still a chat member (false once its end was handled, while it lingers to drain).
     member: bool,
     /// The time of its valid entry in the server's timer queue, if it has one.
     scheduled: Option<Instant>,
+}
+
+/// What the server keeps of a half-open handshake until the client's first authenticated
+/// datagram makes it a [`Peer`].
+#[derive(Debug)]
+struct Handshake {
+    token: u64,
+    /// The Welcome (or SecureWelcome) sent, sent again for a repeated Hello.
+    welcome: Vec<u8>,
+    /// The keys of a secure connection.
+    transport: Option<Transport>,
 }
 
 /// A plain-text guest.
@@ -298,6 +319,9 @@ pub struct Server {
     no_guests_told: (Option<Instant>, HashSet<SocketAddr>),
     /// Boxed: a `Peer` is about 1 KB, and a map holds up to twice the slots it uses.
     peers: HashMap<ConnectionId, Box<Peer>>,
+    /// Handshakes whose Welcome went out, waiting for the client's first authenticated
+    /// datagram; bounded, short-lived, not counted as connections.
+    half_open: HalfOpen<Handshake>,
     by_addr: HashMap<SocketAddr, ConnectionId>,
     guests: HashMap<SocketAddr, Guest>,
     chat: Chat,
@@ -365,6 +389,7 @@ impl Server {
         let chat = Chat::new(config.chat.clone());
         let limiter = RateLimiter::new(config.rate_limits);
         let handshakes = RateLimiter::new(config.rate_limits);
+        let half_open = HalfOpen::new(config.max_half_open, config.half_open_timeout);
         let plain_connection = Arc::new(config.connection.clone());
         let secure_connection = Arc::new(ConnectionConfig {
             max_datagram: MAX_DATAGRAM - SEAL_OVERHEAD,
@@ -372,6 +397,7 @@ impl Server {
         });
         Self {
             config,
+            half_open,
             plain_connection,
             secure_connection,
             rng,
@@ -415,6 +441,7 @@ impl Server {
 
     /// Timers of every connection and guest that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.half_open.expire(now);
         // Connections touched since their output was last drained are not in the queue yet.
         let touched: Vec<ConnectionId> = self.ready.iter().copied().collect();
         for id in touched {
@@ -497,6 +524,7 @@ impl Server {
     /// [`is_idle`](Self::is_idle) (or a deadline) so that the Close datagrams go out.
     pub fn shutdown(&mut self, now: Instant) {
         self.shutting_down = true;
+        self.half_open.clear();
         let ids: Vec<ConnectionId> = self.peers.keys().copied().collect();
         for id in ids {
             if let Some(peer) = self.peers.get_mut(&id) {
@@ -584,7 +612,13 @@ impl Server {
             .ready
             .iter()
             .filter_map(|id| self.peers.get(id)?.conn.poll_timeout());
-        queued.into_iter().chain(guests).chain(touched).min()
+        let half_open = self.half_open.poll_timeout();
+        queued
+            .into_iter()
+            .chain(guests)
+            .chain(half_open)
+            .chain(touched)
+            .min()
     }
 
     /// The earliest deadline of any connection or guest, by looking at every one: what the
@@ -596,7 +630,10 @@ impl Server {
             .guests
             .values()
             .map(|g| g.last_heard + self.config.connection.idle_timeout);
-        conns.chain(guests).min()
+        conns
+            .chain(guests)
+            .chain(self.half_open.poll_timeout())
+            .min()
     }
 
     /// Entries in the timer queue (live and superseded).
@@ -612,9 +649,14 @@ impl Server {
 
     // ---------------------------------------------------------------- getters
 
-    /// Connections, including those lingering after their end.
+    /// Connections, including those lingering after their end (not half-open handshakes).
     pub fn connection_count(&self) -> usize {
         self.peers.len()
+    }
+
+    /// Half-open handshakes: Welcome sent, no authenticated datagram from the client yet.
+    pub fn half_open_count(&self) -> usize {
+        self.half_open.len()
     }
 
     /// Counters.
@@ -643,6 +685,7 @@ impl Server {
     /// Nothing left to do: no connection, no guest, nothing to send.
     pub fn is_idle(&self) -> bool {
         self.peers.is_empty()
+            && self.half_open.is_empty()
             && self.guests.is_empty()
             && self.direct.is_empty()
             && self.guests_ready.is_empty()
@@ -676,6 +719,9 @@ impl Server {
                 self.on_sealed(now, from, connection, nonce, ciphertext);
             }
             PacketRef::Data(data) => {
+                if self.authentic_plain_half_open(from, data.connection, data.token) {
+                    self.promote(now, data.connection);
+                }
                 if self.authentic_plain(from, data.connection, data.token) {
                     self.on_connection_input(now, data.connection, Input::Data(data));
                 }
@@ -685,6 +731,9 @@ impl Server {
                     connection, token, ..
                 },
             ) => {
+                if self.authentic_plain_half_open(from, connection, token) {
+                    self.promote(now, connection);
+                }
                 if self.authentic_plain(from, connection, token) {
                     self.on_connection_input(now, connection, Input::Packet(close));
                 }
@@ -702,11 +751,65 @@ impl Server {
         })
     }
 
+    /// [`authentic_plain`](Self::authentic_plain) for a half-open handshake.
+    fn authentic_plain_half_open(
+        &mut self,
+        from: SocketAddr,
+        connection: ConnectionId,
+        token: u64,
+    ) -> bool {
+        self.half_open.get_mut(connection).is_some_and(|entry| {
+            entry.state.token == token && entry.addr == from && entry.state.transport.is_none()
+        })
+    }
+
+    /// A half-open handshake's client sent its first authenticated datagram: the handshake
+    /// becomes an established connection (unless the connection limit is reached). A session
+    /// left at the same address by an earlier run of the client ends now, once the new one
+    /// is known to work (never on a Hello alone, which may be replayed). Returns whether it
+    /// was promoted.
+    fn promote(&mut self, now: Instant, id: ConnectionId) -> bool {
+        let Some(entry) = self.half_open.remove(id) else {
+            return false;
+        };
+        let addr = entry.addr;
+        if self.peers.len() >= self.config.max_connections {
+            self.refuse(now, addr, "connection limit");
+            return false;
+        }
+        if let Some(old) = self.by_addr.remove(&addr) {
+            if let Some(peer) = self.peers.get_mut(&old) {
+                peer.conn.close(now, CloseCode::Leaving);
+            }
+            self.after_connection_input(now, old);
+        }
+        let handshake = entry.state;
+        let config = if handshake.transport.is_some() {
+            &self.secure_connection
+        } else {
+            &self.plain_connection
+        };
+        let conn = Connection::new(id, handshake.token, Arc::clone(config), now, None);
+        self.peers.insert(
+            id,
+            Box::new(Peer {
+                addr,
+                conn,
+                hello_nonce: entry.nonce,
+                transport: handshake.transport,
+                member: true,
+                scheduled: None,
+            }),
+        );
+        self.by_addr.insert(addr, id);
+        self.schedule_connection(id);
+        self.events.push_back(ServerEvent::Connected { id, addr });
+        true
+    }
+
     /// Hands an authenticated datagram to its connection, then acts on what it produced.
     fn on_connection_input(&mut self, now: Instant, id: ConnectionId, input: Input<'_>) {
         if let Some(peer) = self.peers.get_mut(&id) {
-            // Its first authenticated datagram shows the client has our Welcome.
-            peer.welcome = Vec::new();
             match input {
                 Input::Data(data) => peer.conn.handle_data(now, &data),
                 Input::Packet(packet) => peer.conn.handle_packet(now, packet),
@@ -726,16 +829,26 @@ impl Server {
         nonce: u64,
         ciphertext: &[u8],
     ) {
-        let Some(peer) = self.peers.get_mut(&id) else {
-            return;
+        let half_open = !self.peers.contains_key(&id);
+        let transport = if half_open {
+            self.half_open
+                .get_mut(id)
+                .and_then(|entry| entry.state.transport.as_mut())
+        } else {
+            self.peers
+                .get_mut(&id)
+                .and_then(|peer| peer.transport.as_mut())
         };
-        let Some(transport) = peer.transport.as_mut() else {
+        let Some(transport) = transport else {
             return;
         };
         // Opened into the server's buffer (taken for the while, so that the server can be
         // used while the datagram is read from it).
         let mut opened = std::mem::take(&mut self.opened);
-        if transport.open_into(nonce, ciphertext, &mut opened).is_ok() {
+        // A half-open handshake's first authentic datagram makes it a connection.
+        if transport.open_into(nonce, ciphertext, &mut opened).is_ok()
+            && (!half_open || self.promote(now, id))
+        {
             self.on_opened(now, from, id, &opened);
         }
         self.opened = opened;
@@ -806,17 +919,19 @@ impl Server {
         if !self.handshakes.allow(now, from.ip()) {
             return;
         }
-        if let Some(id) = self.by_addr.get(&from).copied()
-            && let Some(peer) = self.peers.get(&id)
-            && peer.hello_nonce == nonce
-            && !peer.conn.is_closed()
-        {
-            // Our Welcome was lost: send the same one again (unless it demonstrably arrived).
-            if peer.welcome.is_empty() {
-                return;
-            }
-            let welcome = peer.welcome.clone();
+        // Our Welcome was lost: the same one again.
+        if let Some(entry) = self.half_open.find_hello(from, nonce) {
+            let welcome = entry.state.welcome.clone();
             self.push_direct(from, welcome, hello_len);
+            return;
+        }
+        // The Hello of an established session again (a late repeat, or a replay within the
+        // cookie's lifetime): its Welcome demonstrably arrived; nothing to do, and certainly
+        // not a second session.
+        if let Some(id) = self.by_addr.get(&from)
+            && let Some(peer) = self.peers.get(id)
+            && peer.hello_nonce == nonce
+        {
             return;
         }
         if self.shutting_down {
@@ -827,7 +942,7 @@ impl Server {
             return;
         }
         let mut id = ConnectionId(self.rng.next_u64());
-        while id.0 == 0 || self.peers.contains_key(&id) {
+        while id.0 == 0 || self.peers.contains_key(&id) || self.half_open.contains(id) {
             id = ConnectionId(self.rng.next_u64());
         }
         let token = self.rng.next_u64();
@@ -855,39 +970,16 @@ impl Server {
             }
             _ => (self.welcome(id, token, nonce), None),
         };
-        // A new Hello, with a valid cookie, from the address of a live session: the client
-        // restarted (only whoever receives at that address could answer the Retry, so a
-        // forged Hello cannot end someone else's session). The old session ends
-        // (only now that the new handshake has succeeded).
-        if let Some(id) = self.by_addr.remove(&from) {
-            if let Some(peer) = self.peers.get_mut(&id) {
-                peer.conn.close(now, CloseCode::Leaving);
-            }
-            self.after_connection_input(now, id);
-        }
-        let config = if transport.is_some() {
-            &self.secure_connection
-        } else {
-            &self.plain_connection
+        // Half-open until the client's first authenticated datagram: in a bounded table, for
+        // a short while, apart from the established sessions (a session at the same address
+        // ends only then: see `promote`).
+        let handshake = Handshake {
+            token,
+            welcome: welcome.clone(),
+            transport,
         };
-        let conn = Connection::new(id, token, Arc::clone(config), now, None);
-        self.peers.insert(
-            id,
-            Box::new(Peer {
-                addr: from,
-                conn,
-                hello_nonce: nonce,
-                welcome: welcome.clone(),
-                transport,
-                member: true,
-                scheduled: None,
-            }),
-        );
-        self.by_addr.insert(from, id);
-        self.schedule_connection(id);
+        self.half_open.insert(now, id, from, nonce, handshake);
         self.push_direct(from, welcome, hello_len);
-        self.events
-            .push_back(ServerEvent::Connected { id, addr: from });
     }
 
     /// Reports a refusal, at most [`REFUSALS_LOGGED_PER_SECOND`] a second (a flood must not
