@@ -121,8 +121,16 @@ pub struct ServerConfig {
     pub default_room: String,
     /// Room limits.
     pub chat: ChatLimits,
-    /// Per-source limits on unauthenticated work (handshakes, guest lines).
+    /// Per-source limits on unauthenticated guest lines.
     pub rate_limits: RateLimits,
+    /// Per-source limits on handshakes: Hellos with a valid cookie (only these are counted;
+    /// a Hello without one costs a Retry and nothing else). Each costs the server a Noise
+    /// response (~0.2 ms) and a half-open entry, so they are scarcer than guest lines: by
+    /// default 20 at once and 10 a second per address, 40 at once and 20 a second per /24
+    /// (/64), enough for a NAT full of clients joining (they repeat their Hellos for 20 s),
+    /// while 50 networks get at most 2,000 responses out of the server at once and 1,000 a
+    /// second after.
+    pub handshake_rate_limits: RateLimits,
     /// The server's static key: with it, framed clients must use the secure handshake and
     /// every later datagram is encrypted; without it, version-1 plain framing.
     pub identity: Option<StaticKeypair>,
@@ -150,6 +158,13 @@ impl ServerConfig {
             default_room: "lobby".into(),
             chat: ChatLimits::default(),
             rate_limits: RateLimits::default(),
+            handshake_rate_limits: RateLimits {
+                per_address_rate: 10.0,
+                per_address_burst: 20.0,
+                per_prefix_rate: 20.0,
+                per_prefix_burst: 40.0,
+                ..RateLimits::default()
+            },
             identity: None,
         }
     }
@@ -388,7 +403,7 @@ impl Server {
         let cookie_key = MacKey::random(&mut *rng);
         let chat = Chat::new(config.chat.clone());
         let limiter = RateLimiter::new(config.rate_limits);
-        let handshakes = RateLimiter::new(config.rate_limits);
+        let handshakes = RateLimiter::new(config.handshake_rate_limits);
         let half_open = HalfOpen::new(config.max_half_open, config.half_open_timeout);
         let plain_connection = Arc::new(config.connection.clone());
         let secure_connection = Arc::new(ConnectionConfig {
