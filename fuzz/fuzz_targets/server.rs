@@ -70,6 +70,8 @@ struct PeerState {
     validated: bool,
     /// The cookie of the last Retry it was sent.
     cookie: u64,
+    /// The guest code it was last sent (`/ok CODE`): an `/ok` it sends carries it.
+    code: Option<Vec<u8>>,
 }
 
 fn addr(i: u8) -> SocketAddr {
@@ -180,10 +182,18 @@ fn receive(
     datagram: &[u8],
 ) {
     let state = peers.entry(from).or_default();
+    // A guest's `/ok` carries the code it was sent, if any (a fuzzer cannot guess a 40-bit
+    // code): the server takes it, and the byte budget no longer applies.
+    let with_code;
+    let datagram = match &state.code {
+        Some(code) if datagram.starts_with(b"/ok") => {
+            with_code = [b"/ok ", code.as_slice(), b"\n"].concat();
+            state.validated = true;
+            &with_code[..]
+        }
+        _ => datagram,
+    };
     state.received_from += datagram.len();
-    if datagram.starts_with(b"/ok") {
-        state.validated = true;
-    }
     server.handle_datagram(now, from, datagram);
     drain(server, peers, now);
 }
@@ -212,7 +222,11 @@ fn drain(server: &mut Server, peers: &mut HashMap<SocketAddr, PeerState>, now: I
                     state.connection = Some((connection, u64::from_be_bytes(token), 0));
                 }
             }
-            _ => {}
+            _ => {
+                if let Some(code) = transmit.payload.strip_prefix(b"/ok ") {
+                    state.code = Some(code.trim_ascii_end().to_vec());
+                }
+            }
         }
         state.sent_to += transmit.payload.len();
         assert!(
