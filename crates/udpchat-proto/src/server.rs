@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! datagram ──► handle_datagram(now, from, bytes)
-//!                 ├─ starts with 0xF5 ─► Hello: new connection (Welcome, never larger)
+//!                 ├─ starts with 0xF5 ─► Hello: no valid cookie: a Retry, nothing kept;
+//!                 │                        else a half-open handshake (a Welcome, never larger)
 //!                 │                      Data/Close: the connection for that id, token, address
+//!                 │                        (the first one makes a half-open handshake a connection)
 //!                 └─ anything else ────► a guest's line (plain text, the lab's format)
 //!              commands ──► Chat (rooms, nicks, history) ──► deliveries per member
 //!                 ├─ connection: reliable message (a slow member is evicted, never waited for)
@@ -23,9 +25,10 @@
 //!
 //! Guests: a guest is anyone sending plain text. Its lines are messages in the default room
 //! from a nick derived from its address; `bye` or `peer_timeout` of silence ends it. Until it
-//! shows it is really there, by sending back the code the server gave it (`/ok 1234`), the
-//! server never sends it more bytes than it has received from it, so a forged source address
-//! cannot turn the server into an amplifier.
+//! shows it is really there, by sending back the code the server gave it (`/ok K7F3QX2M`, see
+//! [`guest_code`](crate::guest_code)), the server never sends it more than [`AMPLIFICATION`]
+//! times the bytes it has received from it, so a forged source address cannot turn the
+//! server into an amplifier.
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
