@@ -20,8 +20,11 @@
 
 pub mod client;
 pub mod crypto;
+pub mod guest_code;
+mod half_open;
 pub mod lab;
 pub mod limiter;
+mod mac;
 pub mod reliable;
 pub mod rng;
 pub mod room;
@@ -30,6 +33,8 @@ pub mod server;
 pub mod text;
 pub mod wire;
 
+#[cfg(test)]
+mod endpoint_tests;
 #[cfg(test)]
 mod sim_tests;
 #[cfg(test)]

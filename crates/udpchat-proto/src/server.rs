@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! datagram ──► handle_datagram(now, from, bytes)
-//!                 ├─ starts with 0xF5 ─► Hello: new connection (Welcome, never larger)
+//!                 ├─ starts with 0xF5 ─► Hello: no valid cookie: a Retry, nothing kept;
+//!                 │                        else a half-open handshake (a Welcome, never larger)
 //!                 │                      Data/Close: the connection for that id, token, address
+//!                 │                        (the first one makes a half-open handshake a connection)
 //!                 └─ anything else ────► a guest's line (plain text, the lab's format)
 //!              commands ──► Chat (rooms, nicks, history) ──► deliveries per member
 //!                 ├─ connection: reliable message (a slow member is evicted, never waited for)
@@ -23,9 +25,10 @@
 //!
 //! Guests: a guest is anyone sending plain text. Its lines are messages in the default room
 //! from a nick derived from its address; `bye` or `peer_timeout` of silence ends it. Until it
-//! shows it is really there, by sending back the code the server gave it (`/ok 1234`), the
-//! server never sends it more bytes than it has received from it, so a forged source address
-//! cannot turn the server into an amplifier.
+//! shows it is really there, by sending back the code the server gave it (`/ok K7F3QX2M`, see
+//! [`guest_code`](crate::guest_code)), the server never sends it more than [`AMPLIFICATION`]
+//! times the bytes it has received from it, so a forged source address cannot turn the
+//! server into an amplifier.
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
@@ -41,7 +44,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::crypto::{SEAL_OVERHEAD, ServerHandshake, StaticKeypair, Transport};
+use crate::guest_code::{GuestCodes, Verdict};
+use crate::half_open::HalfOpen;
 use crate::limiter::{RateLimiter, RateLimits};
+use crate::mac::MacKey;
 use crate::reliable::{CloseReason, Connection, ConnectionConfig, ConnectionEvent, SendError};
 use crate::rng::RandomSource;
 use crate::room::{Chat, ChatLimits, GUEST_PREFIX, MemberId, Outbox};
@@ -53,6 +59,24 @@ use crate::wire::packet::{CloseCode, ConnectionId, DataRef, MAX_DATAGRAM, Packet
 
 /// How long one cookie window lasts; a cookie stays valid for one to two windows.
 const COOKIE_WINDOW: Duration = Duration::from_secs(30);
+
+/// What a guest not validated yet may be sent: at most this many times the bytes it sent (the
+/// factor QUIC allows before address validation, RFC 9000 §8.1), in total and at every point.
+pub const AMPLIFICATION: usize = 3;
+
+/// How long a `--no-guests` server remembers having told an address it takes no guests.
+const NO_GUESTS_WINDOW: Duration = Duration::from_secs(60);
+
+/// Addresses a `--no-guests` server remembers having told, per window, at most.
+const NO_GUESTS_TOLD: usize = 4096;
+
+/// What a `--no-guests` server tells a guest, longest first: the longest that fits in
+/// [`AMPLIFICATION`] times the guest's datagram (plus its newline, if it ends its lines so).
+const NO_GUESTS_ANSWERS: [&str; 3] = [
+    "! this server takes only udpchat join clients, no guests",
+    "! no guests: use udpchat join",
+    "use udpchat join",
+];
 
 /// Refusals reported as events per second at most.
 const REFUSALS_LOGGED_PER_SECOND: u32 = 10;
@@ -68,6 +92,8 @@ pub struct ServerStats {
     pub rate_limited: u64,
     /// Guest lines not relayed because their sender went over its rate.
     pub throttled: u64,
+    /// Wrong guest codes received (`/ok` with a code that is not the address's).
+    pub wrong_guest_codes: u64,
 }
 
 /// How the server behaves; every bound is here.
@@ -77,8 +103,17 @@ pub struct ServerConfig {
     pub connection: ConnectionConfig,
     /// How often clients should send a keepalive when idle.
     pub keepalive: Duration,
-    /// Connections at most; further Hellos are ignored.
+    /// Established connections at most (half-open handshakes are not counted: see
+    /// `max_half_open`); further Hellos are refused.
     pub max_connections: usize,
+    /// Half-open handshakes at most (Welcome sent, no authenticated datagram yet), kept apart
+    /// from established connections; when full, a new one evicts the oldest of the /24 (/64)
+    /// network holding the most. Each costs about 1 KB.
+    pub max_half_open: usize,
+    /// How long a half-open handshake waits for the client's first authenticated datagram:
+    /// enough for Welcomes to be repeated on loss, and longer than the keepalive interval, so
+    /// that a client with nothing to say completes with its first keepalive.
+    pub half_open_timeout: Duration,
     /// Whether plain-text guests are accepted.
     pub guests: bool,
     /// Guests at most.
@@ -92,10 +127,18 @@ pub struct ServerConfig {
     pub default_room: String,
     /// Room limits.
     pub chat: ChatLimits,
-    /// Per-source limits on unauthenticated work (handshakes, guest lines).
+    /// Per-source limits on unauthenticated guest lines.
     pub rate_limits: RateLimits,
     /// How fast one member or guest may send messages into the chat (see [`SenderLimits`]).
     pub senders: SenderLimits,
+    /// Per-source limits on handshakes: Hellos with a valid cookie (only these are counted;
+    /// a Hello without one costs a Retry and nothing else). Each costs the server a Noise
+    /// response (~0.2 ms) and a half-open entry, so they are scarcer than guest lines: by
+    /// default 20 at once and 10 a second per address, 40 at once and 20 a second per /24
+    /// (/64), enough for a NAT full of clients joining (they repeat their Hellos for 20 s),
+    /// while 50 networks get at most 2,000 responses out of the server at once and 1,000 a
+    /// second after.
+    pub handshake_rate_limits: RateLimits,
     /// The server's static key: with it, framed clients must use the secure handshake and
     /// every later datagram is encrypted; without it, version-1 plain framing.
     pub identity: Option<StaticKeypair>,
@@ -109,10 +152,13 @@ impl ServerConfig {
             idle_timeout: peer_timeout,
             ..ConnectionConfig::default()
         };
+        let keepalive = (peer_timeout / 6).max(Duration::from_millis(100));
         Self {
             connection,
-            keepalive: (peer_timeout / 6).max(Duration::from_millis(100)),
+            keepalive,
             max_connections: 10_000,
+            max_half_open: 1024,
+            half_open_timeout: keepalive + Duration::from_secs(5),
             guests: true,
             max_guests: 1_000,
             guest_queue_lines: 64,
@@ -121,6 +167,13 @@ impl ServerConfig {
             chat: ChatLimits::default(),
             rate_limits: RateLimits::default(),
             senders: SenderLimits::default(),
+            handshake_rate_limits: RateLimits {
+                per_address_rate: 10.0,
+                per_address_burst: 20.0,
+                per_prefix_rate: 20.0,
+                per_prefix_burst: 40.0,
+                ..RateLimits::default()
+            },
             identity: None,
         }
     }
@@ -207,12 +260,9 @@ enum Input<'a> {
 struct Peer {
     addr: SocketAddr,
     conn: Connection,
-    /// The Hello that created it, to answer a repeated Hello (lost Welcome) with the same
-    /// Welcome.
+    /// The Hello that created it: the same Hello again (a replay, or a late repeat) is
+    /// ignored.
     hello_nonce: u64,
-    /// The Welcome (or SecureWelcome) sent, sent again for a repeated Hello; freed once the
-    /// client's first authenticated datagram shows it arrived.
-    welcome: Vec<u8>,
     /// The keys of a secure connection: every datagram either way is sealed with them.
     transport: Option<Transport>,
     /// Still a chat member (false once its end was handled, while it lingers to drain).
@@ -248,16 +298,26 @@ impl Peer {
 /// losing nothing, and the server holds at most this plus one window of its messages.
 const HELD_BEFORE_PAUSE: usize = 32;
 
+/// What the server keeps of a half-open handshake until the client's first authenticated
+/// datagram makes it a [`Peer`].
+#[derive(Debug)]
+struct Handshake {
+    token: u64,
+    /// The Welcome (or SecureWelcome) sent, sent again for a repeated Hello.
+    welcome: Vec<u8>,
+    /// The keys of a secure connection.
+    transport: Option<Transport>,
+}
+
 /// A plain-text guest.
 #[derive(Debug)]
 struct Guest {
     nick: String,
-    /// Bytes it may still be sent before it is validated.
+    /// Bytes it may still be sent before it is validated: [`AMPLIFICATION`] times what it
+    /// sent, less what it was sent.
     credit: usize,
     /// It sent back its code: no byte budget any more.
     validated: bool,
-    /// The code it must send back.
-    code: u16,
     /// Lines waiting for credit (validated guests never wait).
     queue: VecDeque<Vec<u8>>,
     /// The queue's first line is the one with the code, not sent yet: a full queue drops the
@@ -306,10 +366,19 @@ pub struct Server {
     plain_connection: Arc<ConnectionConfig>,
     secure_connection: Arc<ConnectionConfig>,
     rng: Box<dyn RandomSource>,
-    /// A secret for guest codes.
+    /// A secret for guest nicks.
     guest_secret: u64,
+    /// Makes and checks the codes guests send back, and counts wrong ones.
+    guest_codes: GuestCodes,
+    /// Addresses told that this server takes no guests, in the current
+    /// [`NO_GUESTS_WINDOW`] (since the time in the pair): each is told once per window, and
+    /// at most [`NO_GUESTS_TOLD`] are remembered (beyond, the rest are not told).
+    no_guests_told: (Option<Instant>, HashSet<SocketAddr>),
     /// Boxed: a `Peer` is about 1 KB, and a map holds up to twice the slots it uses.
     peers: HashMap<ConnectionId, Box<Peer>>,
+    /// Handshakes whose Welcome went out, waiting for the client's first authenticated
+    /// datagram; bounded, short-lived, not counted as connections.
+    half_open: HalfOpen<Handshake>,
     by_addr: HashMap<SocketAddr, ConnectionId>,
     guests: HashMap<SocketAddr, Guest>,
     chat: Chat,
@@ -332,10 +401,14 @@ pub struct Server {
     guests_ready: VecDeque<SocketAddr>,
     events: VecDeque<ServerEvent>,
     shutting_down: bool,
-    /// Per-source token buckets for handshakes and guest lines.
+    /// Per-source token buckets for unvalidated guest lines.
     limiter: RateLimiter,
+    /// Per-source token buckets for Hellos that carry a valid cookie: apart from `limiter`,
+    /// and never spent by a Hello without one, so that only whoever receives at an address can
+    /// spend that address's handshake budget (a forger cannot lock its owner out).
+    handshakes: RateLimiter,
     /// The key of the cookie MAC.
-    cookie_keys: (u64, u64),
+    cookie_key: MacKey,
     /// The time the cookie windows count from (the first cookie made).
     epoch: Option<Instant>,
     stats: ServerStats,
@@ -368,9 +441,12 @@ impl Server {
     /// A server with no members.
     pub fn new(config: ServerConfig, mut rng: Box<dyn RandomSource>) -> Self {
         let guest_secret = rng.next_u64();
-        let cookie_keys = (rng.next_u64(), rng.next_u64());
+        let guest_codes = GuestCodes::new(&mut *rng);
+        let cookie_key = MacKey::random(&mut *rng);
         let chat = Chat::new(config.chat.clone());
         let limiter = RateLimiter::new(config.rate_limits);
+        let handshakes = RateLimiter::new(config.handshake_rate_limits);
+        let half_open = HalfOpen::new(config.max_half_open, config.half_open_timeout);
         let plain_connection = Arc::new(config.connection.clone());
         let secure_connection = Arc::new(ConnectionConfig {
             max_datagram: MAX_DATAGRAM - SEAL_OVERHEAD,
@@ -378,10 +454,13 @@ impl Server {
         });
         Self {
             config,
+            half_open,
             plain_connection,
             secure_connection,
             rng,
             guest_secret,
+            guest_codes,
+            no_guests_told: (None, HashSet::default()),
             peers: HashMap::default(),
             by_addr: HashMap::default(),
             guests: HashMap::default(),
@@ -395,7 +474,8 @@ impl Server {
             events: VecDeque::new(),
             shutting_down: false,
             limiter,
-            cookie_keys,
+            handshakes,
+            cookie_key,
             epoch: None,
             stats: ServerStats::default(),
             refusals_logged: None,
@@ -418,6 +498,7 @@ impl Server {
 
     /// Timers of every connection and guest that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.half_open.expire(now);
         // Connections touched since their output was last drained are not in the queue yet.
         let touched: Vec<ConnectionId> = self.ready.iter().copied().collect();
         for id in touched {
@@ -503,6 +584,7 @@ impl Server {
     /// [`is_idle`](Self::is_idle) (or a deadline) so that the Close datagrams go out.
     pub fn shutdown(&mut self, now: Instant) {
         self.shutting_down = true;
+        self.half_open.clear();
         let ids: Vec<ConnectionId> = self.peers.keys().copied().collect();
         for id in ids {
             if let Some(peer) = self.peers.get_mut(&id) {
@@ -590,7 +672,13 @@ impl Server {
             .ready
             .iter()
             .filter_map(|id| self.peers.get(id)?.deadline());
-        queued.into_iter().chain(guests).chain(touched).min()
+        let half_open = self.half_open.poll_timeout();
+        queued
+            .into_iter()
+            .chain(guests)
+            .chain(half_open)
+            .chain(touched)
+            .min()
     }
 
     /// The earliest deadline of any connection or guest, by looking at every one: what the
@@ -602,7 +690,10 @@ impl Server {
             .guests
             .values()
             .map(|g| g.last_heard + self.config.connection.idle_timeout);
-        conns.chain(guests).min()
+        conns
+            .chain(guests)
+            .chain(self.half_open.poll_timeout())
+            .min()
     }
 
     /// Entries in the timer queue (live and superseded).
@@ -618,15 +709,21 @@ impl Server {
 
     // ---------------------------------------------------------------- getters
 
-    /// Connections, including those lingering after their end.
+    /// Connections, including those lingering after their end (not half-open handshakes).
     pub fn connection_count(&self) -> usize {
         self.peers.len()
+    }
+
+    /// Half-open handshakes: Welcome sent, no authenticated datagram from the client yet.
+    pub fn half_open_count(&self) -> usize {
+        self.half_open.len()
     }
 
     /// Counters.
     pub fn stats(&self) -> ServerStats {
         ServerStats {
-            rate_limited: self.limiter.refused,
+            rate_limited: self.limiter.refused + self.handshakes.refused,
+            wrong_guest_codes: self.guest_codes.wrong,
             ..self.stats
         }
     }
@@ -648,6 +745,7 @@ impl Server {
     /// Nothing left to do: no connection, no guest, nothing to send.
     pub fn is_idle(&self) -> bool {
         self.peers.is_empty()
+            && self.half_open.is_empty()
             && self.guests.is_empty()
             && self.direct.is_empty()
             && self.guests_ready.is_empty()
@@ -681,6 +779,9 @@ impl Server {
                 self.on_sealed(now, from, connection, nonce, ciphertext);
             }
             PacketRef::Data(data) => {
+                if self.authentic_plain_half_open(from, data.connection, data.token) {
+                    self.promote(now, data.connection);
+                }
                 if self.authentic_plain(from, data.connection, data.token) {
                     self.on_connection_input(now, data.connection, Input::Data(data));
                 }
@@ -690,6 +791,9 @@ impl Server {
                     connection, token, ..
                 },
             ) => {
+                if self.authentic_plain_half_open(from, connection, token) {
+                    self.promote(now, connection);
+                }
                 if self.authentic_plain(from, connection, token) {
                     self.on_connection_input(now, connection, Input::Packet(close));
                 }
@@ -707,11 +811,70 @@ impl Server {
         })
     }
 
+    /// [`authentic_plain`](Self::authentic_plain) for a half-open handshake.
+    fn authentic_plain_half_open(
+        &mut self,
+        from: SocketAddr,
+        connection: ConnectionId,
+        token: u64,
+    ) -> bool {
+        self.half_open.get_mut(connection).is_some_and(|entry| {
+            entry.state.token == token && entry.addr == from && entry.state.transport.is_none()
+        })
+    }
+
+    /// A half-open handshake's client sent its first authenticated datagram: the handshake
+    /// becomes an established connection (unless the connection limit is reached). A session
+    /// left at the same address by an earlier run of the client ends now, once the new one
+    /// is known to work (never on a Hello alone, which may be replayed). Returns whether it
+    /// was promoted.
+    fn promote(&mut self, now: Instant, id: ConnectionId) -> bool {
+        let Some(entry) = self.half_open.remove(id) else {
+            return false;
+        };
+        let addr = entry.addr;
+        if self.peers.len() >= self.config.max_connections {
+            self.refuse(now, addr, "connection limit");
+            return false;
+        }
+        if let Some(old) = self.by_addr.remove(&addr) {
+            if let Some(peer) = self.peers.get_mut(&old) {
+                peer.conn.close(now, CloseCode::Leaving);
+            }
+            self.after_connection_input(now, old);
+        }
+        let handshake = entry.state;
+        let config = if handshake.transport.is_some() {
+            &self.secure_connection
+        } else {
+            &self.plain_connection
+        };
+        let conn = Connection::new(id, handshake.token, Arc::clone(config), now, None);
+        self.peers.insert(
+            id,
+            Box::new(Peer {
+                addr,
+                conn,
+                hello_nonce: entry.nonce,
+                transport: handshake.transport,
+                member: true,
+                scheduled: None,
+                violated: false,
+                newest_nonce: None,
+                bucket: SenderBucket::new(),
+                held: VecDeque::new(),
+                release_at: None,
+            }),
+        );
+        self.by_addr.insert(addr, id);
+        self.schedule_connection(id);
+        self.events.push_back(ServerEvent::Connected { id, addr });
+        true
+    }
+
     /// Hands an authenticated datagram to its connection, then acts on what it produced.
     fn on_connection_input(&mut self, now: Instant, id: ConnectionId, input: Input<'_>) {
         if let Some(peer) = self.peers.get_mut(&id) {
-            // Its first authenticated datagram shows the client has our Welcome.
-            peer.welcome = Vec::new();
             match input {
                 Input::Data(data) => peer.conn.handle_data(now, &data),
                 Input::Packet(packet) => peer.conn.handle_packet(now, packet),
@@ -731,16 +894,26 @@ impl Server {
         nonce: u64,
         ciphertext: &[u8],
     ) {
-        let Some(peer) = self.peers.get_mut(&id) else {
-            return;
+        let half_open = !self.peers.contains_key(&id);
+        let transport = if half_open {
+            self.half_open
+                .get_mut(id)
+                .and_then(|entry| entry.state.transport.as_mut())
+        } else {
+            self.peers
+                .get_mut(&id)
+                .and_then(|peer| peer.transport.as_mut())
         };
-        let Some(transport) = peer.transport.as_mut() else {
+        let Some(transport) = transport else {
             return;
         };
         // Opened into the server's buffer (taken for the while, so that the server can be
         // used while the datagram is read from it).
         let mut opened = std::mem::take(&mut self.opened);
-        if transport.open_into(nonce, ciphertext, &mut opened).is_ok() {
+        // A half-open handshake's first authentic datagram makes it a connection.
+        if transport.open_into(nonce, ciphertext, &mut opened).is_ok()
+            && (!half_open || self.promote(now, id))
+        {
             self.on_opened(now, from, id, nonce, &opened);
         }
         self.opened = opened;
@@ -801,29 +974,15 @@ impl Server {
         noise: Option<&[u8]>,
         hello_len: usize,
     ) {
-        // Handshakes cost work and, once admitted, memory: each source gets a bounded rate.
-        if !self.limiter.allow(now, from.ip()) {
-            return;
-        }
-        if let Some(id) = self.by_addr.get(&from).copied()
-            && let Some(peer) = self.peers.get(&id)
-            && peer.hello_nonce == nonce
-            && !peer.conn.is_closed()
-        {
-            // Our Welcome was lost: send the same one again (unless it demonstrably arrived).
-            if peer.welcome.is_empty() {
+        // No state before the client proves it receives at its address: a stateless Retry
+        // (never larger than the Hello) carries a cookie only that address can send back. It
+        // spends no budget: a Hello without a valid cookie may be forged by anyone, and a
+        // budget it could spend would be one a forger empties to lock the address's owner
+        // out. The Retry costs a MAC and a datagram smaller than the Hello (no amplification).
+        if !self.cookie_is_valid(now, from, cookie) {
+            if self.shutting_down {
                 return;
             }
-            let welcome = peer.welcome.clone();
-            self.push_direct(from, welcome, hello_len);
-            return;
-        }
-        if self.shutting_down {
-            return;
-        }
-        // No state before the client proves it receives at its address: a stateless Retry
-        // (never larger than the Hello) carries a cookie only that address can send back.
-        if !self.cookie_is_valid(now, from, cookie) {
             let retry = Packet::Retry {
                 nonce,
                 cookie: self.cookie(now, from, 0),
@@ -833,12 +992,35 @@ impl Server {
             self.push_direct(from, retry, hello_len);
             return;
         }
+        // Handshakes cost work and, once admitted, memory: each source that proved its address
+        // gets a bounded rate.
+        if !self.handshakes.allow(now, from.ip()) {
+            return;
+        }
+        // Our Welcome was lost: the same one again.
+        if let Some(entry) = self.half_open.find_hello(from, nonce) {
+            let welcome = entry.state.welcome.clone();
+            self.push_direct(from, welcome, hello_len);
+            return;
+        }
+        // The Hello of an established session again (a late repeat, or a replay within the
+        // cookie's lifetime): its Welcome demonstrably arrived; nothing to do, and certainly
+        // not a second session.
+        if let Some(id) = self.by_addr.get(&from)
+            && let Some(peer) = self.peers.get(id)
+            && peer.hello_nonce == nonce
+        {
+            return;
+        }
+        if self.shutting_down {
+            return;
+        }
         if self.peers.len() >= self.config.max_connections {
             self.refuse(now, from, "connection limit");
             return;
         }
         let mut id = ConnectionId(self.rng.next_u64());
-        while id.0 == 0 || self.peers.contains_key(&id) {
+        while id.0 == 0 || self.peers.contains_key(&id) || self.half_open.contains(id) {
             id = ConnectionId(self.rng.next_u64());
         }
         let token = self.rng.next_u64();
@@ -866,44 +1048,16 @@ impl Server {
             }
             _ => (self.welcome(id, token, nonce), None),
         };
-        // A new Hello, with a valid cookie, from the address of a live session: the client
-        // restarted (only whoever receives at that address could answer the Retry, so a
-        // forged Hello cannot end someone else's session). The old session ends
-        // (only now that the new handshake has succeeded).
-        if let Some(id) = self.by_addr.remove(&from) {
-            if let Some(peer) = self.peers.get_mut(&id) {
-                peer.conn.close(now, CloseCode::Leaving);
-            }
-            self.after_connection_input(now, id);
-        }
-        let config = if transport.is_some() {
-            &self.secure_connection
-        } else {
-            &self.plain_connection
+        // Half-open until the client's first authenticated datagram: in a bounded table, for
+        // a short while, apart from the established sessions (a session at the same address
+        // ends only then: see `promote`).
+        let handshake = Handshake {
+            token,
+            welcome: welcome.clone(),
+            transport,
         };
-        let conn = Connection::new(id, token, Arc::clone(config), now, None);
-        self.peers.insert(
-            id,
-            Box::new(Peer {
-                addr: from,
-                conn,
-                hello_nonce: nonce,
-                welcome: welcome.clone(),
-                transport,
-                member: true,
-                scheduled: None,
-                violated: false,
-                newest_nonce: None,
-                bucket: SenderBucket::new(),
-                held: VecDeque::new(),
-                release_at: None,
-            }),
-        );
-        self.by_addr.insert(from, id);
-        self.schedule_connection(id);
+        self.half_open.insert(now, id, from, nonce, handshake);
         self.push_direct(from, welcome, hello_len);
-        self.events
-            .push_back(ServerEvent::Connected { id, addr: from });
     }
 
     /// Reports a refusal, at most [`REFUSALS_LOGGED_PER_SECOND`] a second (a flood must not
@@ -928,12 +1082,13 @@ impl Server {
     fn cookie(&mut self, now: Instant, from: SocketAddr, windows_back: u64) -> u64 {
         let epoch = *self.epoch.get_or_insert(now);
         let window = now.saturating_duration_since(epoch).as_secs() / COOKIE_WINDOW.as_secs();
-        #[allow(deprecated)] // SipHash-2-4 keyed by a random 128-bit key: a fine short MAC.
-        let mut mac = std::hash::SipHasher::new_with_keys(self.cookie_keys.0, self.cookie_keys.1);
-        from.ip().to_canonical().hash(&mut mac);
-        from.port().hash(&mut mac);
-        window.wrapping_sub(windows_back).hash(&mut mac);
-        mac.finish().max(1)
+        let mac = self
+            .cookie_key
+            .for_address(b"cookie", from, window.wrapping_sub(windows_back));
+        // 64 bits of the MAC (0 means "no cookie").
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&mac[..8]);
+        u64::from_le_bytes(word).max(1)
     }
 
     /// A cookie is good for the window it was made in and the next one (30 to 60 s).
@@ -1152,6 +1307,7 @@ impl Server {
     fn on_guest_line(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         if !self.config.guests {
             self.refuse(now, from, "guests are not allowed");
+            self.tell_no_guests(now, from, datagram);
             return;
         }
         // Until a guest is validated, its lines are unauthenticated work: rate-limited.
@@ -1178,7 +1334,9 @@ impl Server {
         guest.last_heard = now;
         guest.newline = newline;
         if !guest.validated {
-            guest.credit = guest.credit.saturating_add(datagram.len());
+            guest.credit = guest
+                .credit
+                .saturating_add(AMPLIFICATION.saturating_mul(datagram.len()));
         }
         let trimmed = line.trim();
         if trimmed == "bye" {
@@ -1186,9 +1344,22 @@ impl Server {
             return;
         }
         if let Some(code) = trimmed.strip_prefix("/ok") {
-            if code.trim().parse::<u16>().ok() == Some(guest.code) {
-                guest.validated = true;
-                self.send_guest_line(from, "* thanks: you now see everything said here");
+            if !guest.validated {
+                match self.guest_codes.check(now, from, code) {
+                    Verdict::Accepted => {
+                        if let Some(guest) = self.guests.get_mut(&from) {
+                            guest.validated = true;
+                        }
+                        self.send_guest_line(from, "* thanks: you now see everything said here");
+                    }
+                    // Perhaps an expired code: the current one, to the address (where a
+                    // blind guesser does not see it).
+                    Verdict::Wrong => {
+                        let code = self.guest_codes.code(now, from);
+                        self.send_guest_line(from, &format!("/ok {code}"));
+                    }
+                    Verdict::Ignored => {}
+                }
             }
             self.flush_guest(from);
             return;
@@ -1249,7 +1420,6 @@ impl Server {
         let mut h = DefaultHasher::new();
         (self.guest_secret, addr).hash(&mut h);
         let digest = h.finish();
-        let code = 1000 + (digest % 9000) as u16;
         let mut nick = format!("{GUEST_PREFIX}{:04x}", (digest >> 16) as u16);
         let mut n = 2;
         while !self.chat.is_nick_free(&nick) {
@@ -1262,7 +1432,6 @@ impl Server {
                 nick: nick.clone(),
                 credit: 0,
                 validated: false,
-                code,
                 queue: VecDeque::new(),
                 code_line_queued: false,
                 dropped: 0,
@@ -1283,13 +1452,17 @@ impl Server {
             addr,
             nick: nick.clone(),
         });
-        self.send_guest_line(
-            addr,
-            &format!("* you are {nick}; to see everything, send: /ok {code}"),
-        );
+        // First what to do, compact enough for the budget of a first line of 5 bytes: the
+        // line to send back, as it is. Then, once the guest has sent more, what it means.
+        let code = self.guest_codes.code(now, addr);
+        self.send_guest_line(addr, &format!("/ok {code}"));
         if let Some(guest) = self.guests.get_mut(&addr) {
             guest.code_line_queued = !guest.queue.is_empty();
         }
+        self.send_guest_line(
+            addr,
+            &format!("* you are {nick}; to see everything said here, send back the line above"),
+        );
         let room = self.config.default_room.clone();
         let outbox = self.chat.add_guest(MemberId::Guest(addr), &nick, &room);
         self.deliver_all(now, outbox);
@@ -1314,6 +1487,38 @@ impl Server {
         self.bound_timers();
         let outbox = self.chat.remove(MemberId::Guest(addr), reason);
         self.deliver_all(now, outbox);
+    }
+
+    /// Tells a guest of a `--no-guests` server, once per address and [`NO_GUESTS_WINDOW`],
+    /// that it takes only `udpchat join` clients: the longest answer within
+    /// [`AMPLIFICATION`] times the datagram (none if even the shortest does not fit; such a
+    /// datagram does not count as told).
+    fn tell_no_guests(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        let (since, told) = &mut self.no_guests_told;
+        if since.is_none_or(|since| now.saturating_duration_since(since) >= NO_GUESTS_WINDOW) {
+            *since = Some(now);
+            told.clear();
+        }
+        if told.contains(&from) || told.len() >= NO_GUESTS_TOLD {
+            return;
+        }
+        let newline = usize::from(datagram.ends_with(b"\n"));
+        let budget = AMPLIFICATION.saturating_mul(datagram.len());
+        let Some(answer) = NO_GUESTS_ANSWERS
+            .iter()
+            .find(|a| a.len() + newline <= budget)
+        else {
+            return;
+        };
+        told.insert(from);
+        let mut payload = answer.as_bytes().to_vec();
+        if newline == 1 {
+            payload.push(b'\n');
+        }
+        self.direct.push_back(Transmit {
+            destination: from,
+            payload: Bytes::from(payload),
+        });
     }
 
     /// Queues a line for a guest and sends what its budget allows.

@@ -75,7 +75,7 @@ fn measure_guests(members: usize, newline: bool, messages: usize) -> (usize, usi
                 code = Some(
                     digits
                         .chars()
-                        .take_while(char::is_ascii_digit)
+                        .take_while(char::is_ascii_alphanumeric)
                         .collect::<String>(),
                 );
             }

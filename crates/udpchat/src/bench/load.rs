@@ -491,8 +491,10 @@ impl Engine {
                         }
                     } else if *guest {
                         if let Some(code) = line.split("/ok ").nth(1) {
-                            let code: String =
-                                code.chars().take_while(char::is_ascii_digit).collect();
+                            let code: String = code
+                                .chars()
+                                .take_while(char::is_ascii_alphanumeric)
+                                .collect();
                             let _ = member
                                 .socket
                                 .send(format!("/ok {code}{newline}").as_bytes());
