@@ -7,7 +7,8 @@
 //!                 │                      Data/Close: the connection for that id, token, address
 //!                 │                        (the first one makes a half-open handshake a connection)
 //!                 └─ anything else ────► a guest's line (plain text, the lab's format)
-//!              commands ──► Chat (rooms, nicks, history) ──► deliveries per member
+//!              commands ──► each sender's rate (held, or dropped for a guest, beyond it)
+//!                       ──► Chat (rooms, nicks, history) ──► deliveries per member
 //!                 ├─ connection: reliable message (a slow member is evicted, never waited for)
 //!                 └─ guest: a `nick: text` line, within the guest's byte budget
 //! poll_transmit(now) ◄── round-robin over connections with output, then direct datagrams
@@ -22,6 +23,12 @@
 //! received Data or Sealed datagram is read in place ([`PacketRef`]) and opened into a buffer
 //! the server reuses, and outgoing datagrams are written into one buffer from which each is
 //! split off as a [`Bytes`] whose space is reused once the driver has sent it.
+//!
+//! Senders: every member and guest has a rate ([`ServerConfig::senders`], see
+//! [`sender_limit`](crate::sender_limit)). A member's messages beyond it are held and applied
+//! as it refills, its connection paused while many wait, so a flooder is slowed down, losing
+//! nothing, and never fills the others' queues; a guest's surplus lines are dropped, and it is
+//! told. Everything emitted stays within the codec's byte limits, so every client decodes it.
 //!
 //! Guests: a guest is anyone sending plain text. Its lines are messages in the default room
 //! from a nick derived from its address; `bye` or `peer_timeout` of silence ends it. Until it
