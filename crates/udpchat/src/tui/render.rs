@@ -3,16 +3,18 @@
 //!
 //! ```text
 //!  lobby: topic of the room
-//! 14:05 ✓✓      ada │ hello everyone             │ ada
-//! 14:05          bob │ hi ada, a long line that   │ bob
-//!                    │ wraps under its own text   │
+//! 14:05       ada ✓✓ │ hello everyone            │ ada
+//! 14:05       bob    │ hi ada, a long line that  │ bob
+//!                    │ wraps under its own text  │
 //!  1:status  2:lobby  3:bob(2)
 //!  ada │ 127.0.0.1:12345 │ key ABCD-… │ rtt 0.3 ms │ loss 0.0% │ connected
 //! [lobby] typed text█
 //! ```
 //!
 //! Message lines wrap by display width, never splitting a grapheme (wide characters, combining
-//! marks and emoji sequences stay whole); continuation rows align under the text.
+//! marks stay whole), at spaces or between CJK characters; continuation rows align under the
+//! text. Emoji sequences whose width terminals disagree on are drawn as their parts, so that no
+//! terminal draws them over the next letter (see `display_units`).
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
@@ -273,18 +275,29 @@ fn draw_input(frame: &mut Frame, app: &App, area: Rect) {
 }
 
 /// A line as the rows it takes in a pane `width` columns wide.
+///
+/// Wide enough, a message is laid out in columns: the time, the nick (right-aligned), the
+/// delivery mark of your own messages, then the text, wrapped under itself:
+///
+/// ```text
+/// 14:05          ada ✓✓ │ hello everyone, a long line
+///                       │ that wraps under its text
+/// ```
+///
+/// When the text would get fewer than [`MIN_TEXT_WIDTH`] columns, the nick and the mark start
+/// the first row and the text follows, wrapped on the whole width.
 pub fn wrapped_rows(line: &Line, width: u16) -> Vec<TextLine<'static>> {
     let width = width as usize;
     let nick_width = if width >= 60 { 12 } else { 8 };
-    // time, marker, nick, separator
-    let prefix_width = 5 + 1 + 2 + 1 + nick_width + 3;
+    // time, nick, mark, separator
+    let prefix_width = 5 + 1 + nick_width + 1 + 2 + 3;
     let dim = Style::new().fg(Color::DarkGray);
     let time = if line.time.is_empty() {
         "     ".to_owned()
     } else {
         format!("{:<5}", truncate(&line.time, 5))
     };
-    let (time, marker, nick, nick_style, text, text_style, lead) = match &line.body {
+    let (time, mark, nick, nick_style, text, text_style, lead) = match &line.body {
         Body::Message {
             from,
             text,
@@ -293,13 +306,12 @@ pub fn wrapped_rows(line: &Line, width: u16) -> Vec<TextLine<'static>> {
             own,
             mention,
         } => {
-            let marker = match own {
-                None => Span::raw("  "),
-                Some(Delivery::Pending) => Span::styled("⋯ ", dim),
-                Some(Delivery::Acknowledged) => Span::styled("✓ ", Style::new().fg(Color::Gray)),
-                Some(Delivery::Delivered) => Span::styled("✓✓", Style::new().fg(Color::Green)),
-                Some(Delivery::Failed) => Span::styled("✗ ", Style::new().fg(Color::Red)),
-            };
+            let mark = own.map(|delivery| match delivery {
+                Delivery::Pending => Span::styled("⋯ ", dim),
+                Delivery::Acknowledged => Span::styled("✓ ", Style::new().fg(Color::Gray)),
+                Delivery::Delivered => Span::styled("✓✓", Style::new().fg(Color::Green)),
+                Delivery::Failed => Span::styled("✗ ", Style::new().fg(Color::Red)),
+            });
             let mut nick_style = Style::new().fg(nick_colour(from));
             if own.is_some() {
                 nick_style = nick_style.add_modifier(Modifier::BOLD);
@@ -316,7 +328,7 @@ pub fn wrapped_rows(line: &Line, width: u16) -> Vec<TextLine<'static>> {
                 text_style = text_style.add_modifier(Modifier::ITALIC);
                 (
                     time,
-                    marker,
+                    mark,
                     "*".to_owned(),
                     nick_style,
                     text.clone(),
@@ -326,7 +338,7 @@ pub fn wrapped_rows(line: &Line, width: u16) -> Vec<TextLine<'static>> {
             } else {
                 (
                     time,
-                    marker,
+                    mark,
                     from.clone(),
                     nick_style,
                     text.clone(),
@@ -337,7 +349,7 @@ pub fn wrapped_rows(line: &Line, width: u16) -> Vec<TextLine<'static>> {
         }
         Body::Notice(text) => (
             time,
-            Span::raw("  "),
+            None,
             "--".to_owned(),
             dim,
             text.clone(),
@@ -346,7 +358,7 @@ pub fn wrapped_rows(line: &Line, width: u16) -> Vec<TextLine<'static>> {
         ),
         Body::Error(text) => (
             time,
-            Span::raw("  "),
+            None,
             "!!".to_owned(),
             Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
             text.clone(),
@@ -355,27 +367,43 @@ pub fn wrapped_rows(line: &Line, width: u16) -> Vec<TextLine<'static>> {
         ),
     };
     // An action reads "* ada waves": the nick starts the text.
-    let full_text = match &lead {
-        Some((from, _)) => format!("{from} {text}"),
-        None => text,
-    };
-    if width < prefix_width + 10 {
-        // Too narrow for columns: "nick: text", wrapped on the whole width.
-        let head = format!("{nick} ");
+    let mut units = Vec::new();
+    if let Some((from, style)) = &lead {
+        units.extend(display_units(from, *style));
+        units.extend(display_units(" ", text_style));
+    }
+    units.extend(display_units(&text, text_style));
+
+    if width < prefix_width + MIN_TEXT_WIDTH {
+        // Too narrow for columns: "nick ✓✓ text", the text wrapped on the whole width after
+        // the nick and the mark (at most half the row, so the text keeps room).
+        let width = width.max(1);
+        let shown_nick = truncate(&nick, (width / 2).max(1));
+        let mut head = vec![Span::styled(shown_nick.clone(), nick_style)];
+        let mut head_width = shown_nick.width();
+        if let Some(mark) = &mark {
+            let mark = Span::styled(mark.content.trim_end().to_owned(), mark.style);
+            head_width += 1 + mark.width();
+            head.push(Span::raw(" "));
+            head.push(mark);
+        }
         let mut rows = Vec::new();
-        for (i, chunk) in wrap_text(&format!("{head}{full_text}"), width.max(1))
-            .into_iter()
-            .enumerate()
-        {
-            if i == 0 && chunk.starts_with(&head) {
-                rows.push(TextLine::from(vec![
-                    marker.clone(),
-                    Span::styled(head.clone(), nick_style),
-                    Span::styled(chunk[head.len()..].to_owned(), text_style),
-                ]));
+        let first = if head_width < width {
+            head.push(Span::raw(" "));
+            width - head_width - 1
+        } else {
+            // Not even room for the head and one column of text: the head has its row.
+            rows.push(TextLine::from(std::mem::take(&mut head)));
+            width
+        };
+        for (i, row) in wrap_units(units, first, width).into_iter().enumerate() {
+            let mut spans = if i == 0 {
+                std::mem::take(&mut head)
             } else {
-                rows.push(TextLine::from(Span::styled(chunk, text_style)));
-            }
+                Vec::new()
+            };
+            spans.extend(row_spans(row));
+            rows.push(TextLine::from(spans));
         }
         return rows;
     }
@@ -385,31 +413,29 @@ pub fn wrapped_rows(line: &Line, width: u16) -> Vec<TextLine<'static>> {
         "{}{shown_nick}",
         " ".repeat(nick_width.saturating_sub(shown_nick.width()))
     );
-    let chunks = wrap_text(&full_text, text_width);
-    let mut rows = Vec::with_capacity(chunks.len());
-    for (i, chunk) in chunks.into_iter().enumerate() {
+    let rows = wrap_units(units, text_width, text_width);
+    let mut lines = Vec::with_capacity(rows.len());
+    for (i, row) in rows.into_iter().enumerate() {
         let mut spans = Vec::new();
         if i == 0 {
             spans.push(Span::styled(time.clone(), dim));
             spans.push(Span::raw(" "));
-            spans.push(marker.clone());
-            spans.push(Span::raw(" "));
             spans.push(Span::styled(nick_cell.clone(), nick_style));
+            spans.push(Span::raw(" "));
+            spans.push(mark.clone().unwrap_or_else(|| Span::raw("  ")));
         } else {
             spans.push(Span::raw(" ".repeat(prefix_width - 3)));
         }
         spans.push(Span::styled(" │ ", dim));
-        match (&lead, i) {
-            (Some((from, style)), 0) if chunk.starts_with(from.as_str()) => {
-                spans.push(Span::styled(from.clone(), *style));
-                spans.push(Span::styled(chunk[from.len()..].to_owned(), text_style));
-            }
-            _ => spans.push(Span::styled(chunk, text_style)),
-        }
-        rows.push(TextLine::from(spans));
+        spans.extend(row_spans(row));
+        lines.push(TextLine::from(spans));
     }
-    rows
+    lines
 }
+
+/// A message pane narrower than its columns' prefix and this many columns of text shows
+/// "nick text" rows instead of columns.
+const MIN_TEXT_WIDTH: usize = 10;
 
 /// At most `width` columns of `text`, with `…` when cut.
 fn truncate(text: &str, width: usize) -> String {
@@ -430,49 +456,178 @@ fn truncate(text: &str, width: usize) -> String {
     out
 }
 
-/// Splits `text` into rows of at most `width` columns, at spaces when it can, never inside a
-/// grapheme. A grapheme wider than the row gets a row of its own.
-pub fn wrap_text(text: &str, width: usize) -> Vec<String> {
-    let mut rows = Vec::new();
-    let mut row = String::new();
-    let mut used = 0;
-    // Byte index in `row` just after the last space, and the width before it.
-    let mut last_space: Option<(usize, usize)> = None;
+/// What is drawn in one cell (or two, when wide): a grapheme of the text, or a part of one
+/// whose width terminals disagree on (see [`display_units`]).
+#[derive(Debug, Clone)]
+struct Unit {
+    text: String,
+    width: usize,
+    style: Style,
+}
+
+impl Unit {
+    fn is_space(&self) -> bool {
+        self.text == " "
+    }
+}
+
+/// The zero-width joiner that glues emoji into one (👩 + ZWJ + 🔬 = 👩‍🔬).
+const ZWJ: char = '\u{200D}';
+
+/// The five skin-tone modifiers (👍 + 🏽 = 👍🏽).
+fn is_skin_tone(c: char) -> bool {
+    ('\u{1F3FB}'..='\u{1F3FF}').contains(&c)
+}
+
+/// The text as the units it is drawn in. Most graphemes are one unit, measured as Unicode
+/// says. Emoji sequences that terminals draw at different widths are split into their parts,
+/// each drawn in cells of its own: a skin-tone sequence (👍🏽) is 2 columns on a terminal that
+/// knows it and 4 on one that does not (tmux 3.3), a ZWJ sequence (👩‍🔬) 2 or the sum of its
+/// parts. Drawn as one 2-column cell, the wider rendering covers the next letters; drawn as
+/// parts (👍 then 🏽, 👩 then 🔬, the joiner left out), each part is placed at its own column
+/// and nothing is covered: a terminal that joins them anyway leaves a gap after them.
+/// (Flags, keycaps and VS16 emoji are at most as wide as measured on every terminal tried, so
+/// at worst they leave a gap, and stay whole.)
+fn display_units(text: &str, style: Style) -> Vec<Unit> {
+    let mut units = Vec::new();
     for g in text.graphemes(true) {
-        let w = g.width();
-        if used + w > width && !row.is_empty() {
-            if g == " " {
-                // The row ends just before this space.
-                rows.push(std::mem::take(&mut row));
-                used = 0;
-                last_space = None;
+        let mut chars = g.chars();
+        let several = chars.next().is_some() && chars.next().is_some();
+        if !(several && g.chars().any(|c| c == ZWJ || is_skin_tone(c))) {
+            units.push(Unit {
+                text: g.to_owned(),
+                width: g.width(),
+                style,
+            });
+            continue;
+        }
+        let mut part = String::new();
+        let flush = |part: &mut String, units: &mut Vec<Unit>| {
+            if part.is_empty() {
+                return;
+            }
+            let width = part.width();
+            match units.last_mut() {
+                // A stray selector left alone after a joiner: it stays with what it follows.
+                Some(last) if width == 0 => last.text.push_str(part),
+                _ => units.push(Unit {
+                    text: part.clone(),
+                    width,
+                    style,
+                }),
+            }
+            part.clear();
+        };
+        for c in g.chars() {
+            if c == ZWJ {
+                flush(&mut part, &mut units);
                 continue;
             }
-            match last_space {
-                Some((at, before)) if at < row.len() => {
-                    let rest = row.split_off(at);
-                    row.truncate(at - 1);
-                    rows.push(std::mem::take(&mut row));
-                    row = rest;
-                    used -= before + 1;
-                }
-                _ => {
-                    rows.push(std::mem::take(&mut row));
-                    used = 0;
-                }
+            if is_skin_tone(c) {
+                flush(&mut part, &mut units);
             }
-            last_space = None;
+            part.push(c);
         }
-        row.push_str(g);
-        used += w;
-        if g == " " {
-            last_space = Some((row.len(), used - 1));
+        flush(&mut part, &mut units);
+    }
+    units
+}
+
+/// Characters a row never starts with (closing punctuation: "漢字。" keeps its "。").
+const NO_BREAK_BEFORE: &str = "、。，．！？：；）」』】〉》〕｝〗〙〛’”ー々ゝゞヽヾ…‥,.!?:;)]}%";
+
+/// Characters a row never ends with (opening punctuation).
+const NO_BREAK_AFTER: &str = "（「『【〈《〔｛〖〘〚‘“([{";
+
+/// A row may end between `before` and `after`: after a space, or next to a wide character
+/// (CJK text, emoji), which may break anywhere, except inside punctuation's pairs above.
+fn can_break_between(before: &Unit, after: &Unit) -> bool {
+    if after.is_space() {
+        return false;
+    }
+    if before.is_space() {
+        return true;
+    }
+    let wide = before.width >= 2 || after.width >= 2;
+    wide && !NO_BREAK_BEFORE.contains(after.text.as_str())
+        && !NO_BREAK_AFTER.contains(before.text.as_str())
+}
+
+/// Splits units into rows: the first at most `first` columns, the others at most `width`.
+/// A row ends at the last place it may (see [`can_break_between`]); with none, inside a word.
+/// A unit wider than the row gets a row of its own. Spaces where a row ends are dropped.
+fn wrap_units(units: Vec<Unit>, first: usize, width: usize) -> Vec<Vec<Unit>> {
+    let mut rows = Vec::new();
+    let mut row: Vec<Unit> = Vec::new();
+    let mut used = 0;
+    let mut limit = first.max(1);
+    for unit in units {
+        while used + unit.width > limit && !row.is_empty() {
+            if unit.is_space() {
+                break;
+            }
+            // The last place to end the row: before this unit, or between two before it (not
+            // in leading spaces, which would leave an empty row).
+            let starts = row.iter().position(|u| !u.is_space()).unwrap_or(row.len());
+            let at = (starts + 1..=row.len()).rev().find(|&i| {
+                let after = row.get(i).unwrap_or(&unit);
+                can_break_between(&row[i - 1], after)
+            });
+            let rest = match at {
+                Some(i) => row.split_off(i),
+                None => Vec::new(),
+            };
+            while row.len() > 1 && row.last().is_some_and(Unit::is_space) {
+                row.pop();
+            }
+            rows.push(std::mem::replace(&mut row, rest));
+            let leading = row.iter().take_while(|u| u.is_space()).count();
+            row.drain(..leading);
+            used = row.iter().map(|u| u.width).sum();
+            limit = width.max(1);
         }
+        if unit.is_space() && used + unit.width > limit && !row.is_empty() {
+            // The row ends just before this space.
+            rows.push(std::mem::take(&mut row));
+            used = 0;
+            limit = width.max(1);
+            continue;
+        }
+        used += unit.width;
+        row.push(unit);
     }
     if !row.is_empty() || rows.is_empty() {
         rows.push(row);
     }
     rows
+}
+
+/// A row's units as spans: consecutive units of one style share a span, but for parts of a
+/// split sequence, which get a span each so that nothing joins them into one cell again.
+fn row_spans(row: Vec<Unit>) -> Vec<Span<'static>> {
+    let mut spans: Vec<Span<'static>> = Vec::new();
+    let mut last: Option<String> = None;
+    for unit in row {
+        let joins = last
+            .as_ref()
+            .is_some_and(|prev| format!("{prev}{}", unit.text).graphemes(true).count() < 2);
+        match spans.last_mut() {
+            Some(span) if span.style == unit.style && !joins => {
+                span.content.to_mut().push_str(&unit.text);
+            }
+            _ => spans.push(Span::styled(unit.text.clone(), unit.style)),
+        }
+        last = Some(unit.text);
+    }
+    spans
+}
+
+/// Splits `text` into rows of at most `width` columns (see [`wrap_units`]).
+pub fn wrap_text(text: &str, width: usize) -> Vec<String> {
+    wrap_units(display_units(text, Style::new()), width, width)
+        .into_iter()
+        .map(|row| row.into_iter().map(|u| u.text).collect())
+        .collect()
 }
 
 #[cfg(test)]

@@ -145,7 +145,7 @@ fn a_busy_room() {
             })
             .unwrap_or_else(|| panic!("{needle} not on screen"))
     };
-    let (x, y) = find("bob │ hi ada");
+    let (x, y) = find("bob    │ hi ada");
     assert_eq!(buffer[(x, y)].fg, nick_colour("bob"));
     let (x, y) = find("✓✓");
     assert_eq!(buffer[(x, y)].fg, Color::Green);
@@ -553,5 +553,135 @@ fn a_line_too_long_for_the_protocol_is_refused_visibly_and_the_next_one_goes() {
     assert_eq!(
         errors,
         ["this line is 66000 bytes, longer than the 65536 bytes a message may carry; not sent"]
+    );
+}
+
+// ---------------------------------------------------------------- issue 16: the terminal UI
+
+/// The screen's rows as text (a wide cell's hidden neighbour is left out).
+fn rows_of(terminal: &Terminal<TestBackend>) -> Vec<String> {
+    let buffer = terminal.backend().buffer();
+    (0..buffer.area.height)
+        .map(|y| {
+            (0..buffer.area.width)
+                .map(|x| buffer[(x, y)].symbol())
+                .collect()
+        })
+        .collect()
+}
+
+/// The (column, row) where `needle` starts on screen.
+fn position_of(terminal: &Terminal<TestBackend>, needle: &str) -> (u16, u16) {
+    let buffer = terminal.backend().buffer();
+    for y in 0..buffer.area.height {
+        // Columns, counting the cells a wide character hides.
+        let mut row = String::new();
+        let mut columns = Vec::new();
+        for x in 0..buffer.area.width {
+            let symbol = buffer[(x, y)].symbol();
+            for _ in 0..symbol.len() {
+                columns.push(x);
+            }
+            row.push_str(symbol);
+        }
+        if let Some(at) = row.find(needle) {
+            return (columns[at], y);
+        }
+    }
+    panic!(
+        "{needle:?} not on screen:\n{}",
+        rows_of(terminal).join("\n")
+    );
+}
+
+#[test]
+fn under_thirty_columns_every_row_fits_and_no_character_is_lost() {
+    let text = "the quick brown fox jumps over the lazy dog, 12345";
+    let own = "my own words are all here";
+    for width in 20..=30u16 {
+        let mut app = lobby();
+        let mut next = 2;
+        app.on_server_message(said("lobby", "bob", text));
+        type_line(&mut app, own);
+        flush(&mut app, &mut next);
+        app.on_acknowledged(3);
+        let terminal = screen(&mut app, width, 40);
+        for line in &app.current().lines {
+            for row in render::wrapped_rows(line, width) {
+                assert!(
+                    row.width() <= usize::from(width),
+                    "{width} columns: a row of {} columns: {row:?}",
+                    row.width()
+                );
+            }
+        }
+        let rows = rows_of(&terminal);
+        for word in text.split(' ').chain(own.split(' ')) {
+            assert!(
+                rows.iter().any(|r| r.split(' ').any(|w| w == word)),
+                "{width} columns: {word:?} lost:\n{}",
+                rows.join("\n")
+            );
+        }
+    }
+}
+
+#[test]
+fn a_skin_tone_emoji_is_drawn_as_two_cells_so_no_terminal_overwrites_the_next_letter() {
+    let mut app = lobby();
+    app.on_server_message(said("lobby", "bob", "ok 👍🏽x and 👩‍🔬y"));
+    let terminal = screen(&mut app, 80, 12);
+    let buffer = terminal.backend().buffer();
+    let (x, y) = position_of(&terminal, "👍");
+    // The base and the modifier each get their own two columns (what tmux draws), so a terminal
+    // that draws the sequence 4 columns wide cannot cover the letter after it.
+    assert_eq!(buffer[(x, y)].symbol(), "👍");
+    assert_eq!(buffer[(x + 2, y)].symbol(), "🏽");
+    assert_eq!(buffer[(x + 4, y)].symbol(), "x");
+    // A ZWJ sequence: its parts, each in its own cells.
+    let (x, y) = position_of(&terminal, "👩");
+    assert_eq!(buffer[(x, y)].symbol(), "👩");
+    assert_eq!(buffer[(x + 2, y)].symbol(), "🔬");
+    assert_eq!(buffer[(x + 4, y)].symbol(), "y");
+}
+
+#[test]
+fn the_delivery_mark_sits_after_the_nick_in_one_column() {
+    let mut app = lobby();
+    let mut next = 2;
+    type_line(&mut app, "hello everyone");
+    type_line(&mut app, "only acknowledged");
+    flush(&mut app, &mut next);
+    type_line(&mut app, "on its way");
+    app.on_acknowledged(4);
+    app.on_server_message(said("lobby", "ada", "hello everyone"));
+    for width in [80, 50] {
+        let terminal = screen(&mut app, width, 16);
+        let delivered = position_of(&terminal, "ada ✓✓ │ hello everyone");
+        let acknowledged = position_of(&terminal, "ada ✓  │ only acknowledged");
+        let pending = position_of(&terminal, "ada ⋯  │ on its way");
+        assert_eq!(delivered.0, acknowledged.0, "aligned");
+        assert_eq!(delivered.0, pending.0, "aligned");
+    }
+}
+
+#[test]
+fn a_short_word_stays_with_the_cjk_text_after_it() {
+    // CJK text may break between any two characters: a row ends at the last such place, not
+    // at the space before the run (which would leave "ok" alone on its row).
+    assert_eq!(
+        render::wrap_text("ok 漢字漢字漢字", 8),
+        ["ok 漢字", "漢字漢字"]
+    );
+    assert_eq!(
+        render::wrap_text("see 漢字とかなの長い行", 10),
+        ["see 漢字と", "かなの長い", "行"]
+    );
+    // Closing punctuation never starts a row.
+    assert_eq!(render::wrap_text("漢字漢。字", 6), ["漢字", "漢。字"]);
+    // Latin text still breaks at spaces only.
+    assert_eq!(
+        render::wrap_text("hello big world", 9),
+        ["hello big", "world"]
     );
 }
