@@ -156,7 +156,8 @@ fn draw_members(frame: &mut Frame, app: &App, area: Rect) {
     let block = Block::new()
         .borders(Borders::LEFT)
         .border_style(Style::new().fg(Color::DarkGray))
-        .title(format!("{} here", window.members.len()));
+        // Indented as the names are.
+        .title(format!(" {} here", window.members.len()));
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let height = inner.height as usize;

@@ -685,3 +685,12 @@ fn a_short_word_stays_with_the_cjk_text_after_it() {
         ["hello big", "world"]
     );
 }
+
+#[test]
+fn the_member_list_title_lines_up_with_the_names() {
+    let mut app = lobby();
+    let terminal = screen(&mut app, 80, 12);
+    let title = position_of(&terminal, "3 here");
+    let first = position_of(&terminal, "ada  ");
+    assert_eq!(title.0, first.0, "{:?}", rows_of(&terminal));
+}
