@@ -218,39 +218,100 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(Paragraph::new(text).style(bar_style()), area);
 }
 
-/// The status bar: the changing numbers first, the long key fingerprint last (cut to its first
-/// groups when the terminal is narrow).
+/// The status bar, fitted to `width` columns: the nick and the connection first, then the
+/// numbers, the server and its key. When that is too long, the key's fingerprint is cut to its
+/// first groups, then the loss and the round-trip time are left out, then the key (a `…` at
+/// the end says something was); the server's address is cut last, from its start, with a `…`
+/// (its port, which tells servers on one machine apart, stays).
 fn status_text(app: &App, width: usize) -> String {
     let status = &app.status;
-    let mut parts = vec![app.nick.clone()];
-    parts.push(match &status.link {
+    let link = match &status.link {
         Link::Connecting => "connecting…".to_owned(),
         Link::Connected => "connected".to_owned(),
         Link::Closed(why) | Link::Note(why) => why.clone(),
-    });
-    if app.peer_mode {
-        parts.push(status.server.clone());
-        return format!(" {} │ plain UDP, not encrypted", parts.join(" │ "));
-    }
-    parts.push(match status.rtt {
-        Some(rtt) => format!("rtt {:.1} ms", rtt.as_secs_f64() * 1000.0),
-        None => "rtt -".to_owned(),
-    });
-    parts.push(match status.loss {
-        Some(loss) => format!("loss {:.1}%", loss * 100.0),
-        None => "loss -".to_owned(),
-    });
-    parts.push(status.server.clone());
-    let text = format!(" {}", parts.join(" │ "));
-    let Some(fp) = &status.fingerprint else {
-        return format!("{text} │ not encrypted yet");
     };
-    let full = format!("{text} │ key {fp}");
-    if full.width() <= width {
-        return full;
+    let head = [app.nick.clone(), link];
+    // Each says less than the one before: (parts before the server, parts after it).
+    let fallbacks: Vec<(Vec<String>, Vec<String>)> = if app.peer_mode {
+        vec![
+            (vec![], vec!["plain UDP, not encrypted".to_owned()]),
+            (vec![], vec!["not encrypted".to_owned()]),
+        ]
+    } else {
+        let rtt = match status.rtt {
+            Some(rtt) => format!("rtt {:.1} ms", rtt.as_secs_f64() * 1000.0),
+            None => "rtt -".to_owned(),
+        };
+        let loss = match status.loss {
+            Some(loss) => format!("loss {:.1}%", loss * 100.0),
+            None => "loss -".to_owned(),
+        };
+        // The key's fingerprint, whole or cut to its first `groups`.
+        let key = |groups: Option<usize>| match (&status.fingerprint, groups) {
+            (None, _) => "not encrypted yet".to_owned(),
+            (Some(fp), None) => format!("key {fp}"),
+            (Some(fp), Some(n)) => {
+                format!(
+                    "key {}…",
+                    fp.split('-').take(n).collect::<Vec<_>>().join("-")
+                )
+            }
+        };
+        vec![
+            (vec![rtt.clone(), loss.clone()], vec![key(None)]),
+            (vec![rtt.clone(), loss], vec![key(Some(2))]),
+            (vec![rtt], vec![key(Some(2))]),
+            (vec![], vec![key(Some(2))]),
+            (vec![], vec![key(Some(1))]),
+        ]
+    };
+    let compose = |before: &[String], server: &str, after: &[String]| {
+        let parts: Vec<&str> = head
+            .iter()
+            .chain(before)
+            .map(String::as_str)
+            .chain([server])
+            .chain(after.iter().map(String::as_str))
+            .collect();
+        format!(" {}", parts.join(" │ "))
+    };
+    for (before, after) in &fallbacks {
+        let text = compose(before, &status.server, after);
+        if text.width() <= width {
+            return text;
+        }
     }
-    let short: String = fp.split('-').take(2).collect::<Vec<_>>().join("-");
-    format!("{text} │ key {short}…")
+    let rest = ["…".to_owned()];
+    let text = compose(&[], &status.server, &rest);
+    if text.width() <= width {
+        return text;
+    }
+    // The address cut from its start, when at least its port and a little more still fit.
+    let around = compose(&[], "", &rest).width();
+    let room = width.saturating_sub(around);
+    if room >= 8 {
+        return compose(&[], &cut_start(&status.server, room), &rest);
+    }
+    truncate(&text, width)
+}
+
+/// The last `width` columns of `text`, after a `…` when cut.
+fn cut_start(text: &str, width: usize) -> String {
+    if text.width() <= width {
+        return text.to_owned();
+    }
+    let mut kept = Vec::new();
+    let mut used = 1;
+    for g in text.graphemes(true).rev() {
+        if used + g.width() > width {
+            break;
+        }
+        used += g.width();
+        kept.push(g);
+    }
+    kept.push("…");
+    kept.reverse();
+    kept.concat()
 }
 
 fn draw_input(frame: &mut Frame, app: &App, area: Rect) {

@@ -11,6 +11,7 @@ use udpchat_proto::wire::message::{ClientMessage, ErrorCode, MessageKind, Server
 
 use super::app::{App, Body, Delivery, Link, WindowKind};
 use super::render::{self, nick_colour};
+use unicode_width::UnicodeWidthStr;
 
 /// A connected app: ada in lobby with bob and cyd.
 fn lobby() -> App {
@@ -693,4 +694,27 @@ fn the_member_list_title_lines_up_with_the_names() {
     let title = position_of(&terminal, "3 here");
     let first = position_of(&terminal, "ada  ");
     assert_eq!(title.0, first.0, "{:?}", rows_of(&terminal));
+}
+
+#[test]
+fn a_narrow_status_bar_is_cut_with_an_ellipsis_and_keeps_the_port() {
+    let mut app = lobby();
+    for width in [50, 40, 34] {
+        let terminal = screen(&mut app, width, 12);
+        let rows = rows_of(&terminal);
+        let status = &rows[rows.len() - 2];
+        assert!(status.contains(":12345"), "{width}: {status:?}");
+        assert!(status.contains('…'), "{width}: {status:?}");
+        assert!(
+            status.trim_end().width() <= usize::from(width),
+            "{status:?}"
+        );
+    }
+    // Wide enough: everything, the whole fingerprint too.
+    let terminal = screen(&mut app, 120, 12);
+    let rows = rows_of(&terminal);
+    assert!(
+        rows[rows.len() - 2].contains("chat.example:12345 │ key 7K3Q-9XJD-M2PA"),
+        "{rows:?}"
+    );
 }
