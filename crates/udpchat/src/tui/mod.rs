@@ -260,6 +260,7 @@ async fn join_loop(
     } = link;
     let mut app = App::new(&keys.server_name, &args.nick, &args.room);
     app.clock = clock();
+    app.palette = render::Palette::detect();
     app.status_notice(&format!(
         "connecting to {} ({server}) as {}; /help for help",
         keys.server_name, args.nick
@@ -457,6 +458,7 @@ pub async fn run_chat(
     let mut guard = TerminalGuard::enter()?;
     let mut app = App::new_peer(&format!("udp {local}"), &peer);
     app.clock = clock();
+    app.palette = render::Palette::detect();
     app.status.link = Link::Note(
         match (conversation.peer(), turns, conversation.turn()) {
             (None, ..) => "waiting for a peer",

@@ -32,31 +32,148 @@ const MEMBERS_WIDTH: u16 = 18;
 /// Terminals narrower than this get no member list.
 const MEMBERS_MIN_TERMINAL: u16 = 60;
 
-/// Colours nicks are drawn in: chosen by a hash of the nick, so a nick keeps its colour.
-const NICK_PALETTE: [Color; 12] = [
+/// Colours nicks are drawn in, on terminals with 256 colours: well apart on dark and light
+/// backgrounds, ordered so that neighbours differ in hue (a nick whose colour is taken gets the
+/// next one). Red (errors), yellow (mentions) and greys (notices) are left out.
+const NICK_PALETTE: [Color; 16] = [
+    Color::Indexed(33),  // blue
+    Color::Indexed(208), // orange
+    Color::Indexed(41),  // green
+    Color::Indexed(170), // orchid
+    Color::Indexed(37),  // teal
+    Color::Indexed(214), // amber
+    Color::Indexed(99),  // purple
+    Color::Indexed(114), // pale green
+    Color::Indexed(203), // salmon
+    Color::Indexed(75),  // sky blue
+    Color::Indexed(178), // gold
+    Color::Indexed(135), // violet
+    Color::Indexed(43),  // aquamarine
+    Color::Indexed(209), // coral
+    Color::Indexed(147), // lavender
+    Color::Indexed(155), // lime
+];
+
+/// The fallback for terminals that say they have only the 16 basic colours.
+const BASIC_NICK_PALETTE: [Color; 10] = [
     Color::Cyan,
     Color::Green,
-    Color::Yellow,
     Color::Blue,
     Color::Magenta,
     Color::LightCyan,
     Color::LightGreen,
-    Color::LightYellow,
     Color::LightBlue,
     Color::LightMagenta,
-    Color::Indexed(208),
-    Color::Indexed(141),
+    Color::LightYellow,
+    Color::White,
 ];
 
-/// A nick's colour: the same for the same nick (whatever its case), on every screen and run.
-pub fn nick_colour(nick: &str) -> Color {
+/// Which colours nicks are drawn in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Palette {
+    /// [`NICK_PALETTE`]: 16 colours of the 256-colour set.
+    #[default]
+    Wide,
+    /// [`BASIC_NICK_PALETTE`]: the basic colours every terminal has.
+    Basic,
+}
+
+impl Palette {
+    /// The palette the terminal can show, from `COLORTERM` and `TERM` (a terminal that says
+    /// nothing of 256 colours gets the basic one).
+    pub fn detect() -> Self {
+        let var = |name| std::env::var(name).unwrap_or_default();
+        let (colorterm, term) = (var("COLORTERM"), var("TERM"));
+        if colorterm.is_empty() && !term.contains("256") && !term.contains("direct") {
+            Self::Basic
+        } else {
+            Self::Wide
+        }
+    }
+
+    fn colours(self) -> &'static [Color] {
+        match self {
+            Self::Wide => &NICK_PALETTE,
+            Self::Basic => &BASIC_NICK_PALETTE,
+        }
+    }
+}
+
+/// A nick's own place in a palette of `len` colours: the same for the same nick (whatever its
+/// case), on every screen and run.
+fn preferred(nick: &str, len: usize) -> usize {
     // FNV-1a: small, stable across versions and platforms (std's hasher is not).
     let mut hash: u32 = 0x811c_9dc5;
     for byte in nick.to_lowercase().bytes() {
         hash ^= u32::from(byte);
         hash = hash.wrapping_mul(0x0100_0193);
     }
-    NICK_PALETTE[hash as usize % NICK_PALETTE.len()]
+    hash as usize % len
+}
+
+/// A nick's own colour (in the 256-colour palette), before [`NickColours`] moves it away from
+/// another nick's on the same screen.
+pub fn nick_colour(nick: &str) -> Color {
+    NICK_PALETTE[preferred(nick, NICK_PALETTE.len())]
+}
+
+/// The colours of the nicks on one screen, all different (while the palette lasts).
+///
+/// The nicks are taken in alphabetical order; each gets its own colour unless a nick before it
+/// has it, and then the next free one. So a nick's colour depends only on who is on the
+/// screen, and is its own unless it would be confused with another's.
+#[derive(Debug, Default)]
+pub struct NickColours {
+    palette: Palette,
+    /// By lowercased nick.
+    assigned: std::collections::HashMap<String, Color>,
+}
+
+impl NickColours {
+    /// Colours for `nicks` (repeats and case do not matter).
+    pub fn new<'a>(palette: Palette, nicks: impl IntoIterator<Item = &'a str>) -> Self {
+        let colours = palette.colours();
+        let mut keys: Vec<String> = nicks.into_iter().map(str::to_lowercase).collect();
+        keys.sort();
+        keys.dedup();
+        let mut taken = vec![false; colours.len()];
+        let mut assigned = std::collections::HashMap::new();
+        for key in keys {
+            let own = preferred(&key, colours.len());
+            let index = (0..colours.len())
+                .map(|step| (own + step) % colours.len())
+                .find(|&i| !taken[i])
+                .unwrap_or(own);
+            taken[index] = true;
+            assigned.insert(key, colours[index]);
+        }
+        Self { palette, assigned }
+    }
+
+    /// The colours for what the window shows: its members, whoever speaks in it, and you.
+    fn for_window(app: &App) -> Self {
+        let window = app.current();
+        let senders = window.lines.iter().filter_map(|line| match &line.body {
+            Body::Message { from, .. } => Some(from.as_str()),
+            _ => None,
+        });
+        let nicks = window
+            .members
+            .iter()
+            .map(String::as_str)
+            .chain(senders)
+            .chain([app.nick.as_str()]);
+        Self::new(app.palette, nicks)
+    }
+
+    /// The colour of `nick`.
+    pub fn of(&self, nick: &str) -> Color {
+        let colours = self.palette.colours();
+        self.assigned
+            .get(&nick.to_lowercase())
+            .copied()
+            .unwrap_or_else(|| colours[preferred(nick, colours.len())])
+    }
 }
 
 /// Draws the whole screen, and tells the app the message pane's size (scrolling is measured in
@@ -83,10 +200,11 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
     if app.pane != (pane.width, pane.height) {
         app.set_pane(pane.width, pane.height);
     }
+    let colours = NickColours::for_window(app);
     draw_top(frame, app, top);
-    draw_pane(frame, app, pane);
+    draw_pane(frame, app, pane, &colours);
     if let Some(members) = members {
-        draw_members(frame, app, members);
+        draw_members(frame, app, members, &colours);
     }
     draw_tabs(frame, app, tabs);
     draw_status(frame, app, status);
@@ -110,14 +228,14 @@ fn draw_top(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(Paragraph::new(text).style(bar_style()), area);
 }
 
-fn draw_pane(frame: &mut Frame, app: &App, area: Rect) {
+fn draw_pane(frame: &mut Frame, app: &App, area: Rect, colours: &NickColours) {
     let window = app.current();
     let height = area.height as usize;
     let wanted = height + window.scroll;
     // Wrap from the newest line back, only as far as the view needs.
     let mut rows: Vec<TextLine<'static>> = Vec::new();
     for line in window.lines.iter().rev() {
-        let mut wrapped = wrapped_rows(line, area.width);
+        let mut wrapped = styled_rows(line, area.width, colours);
         wrapped.reverse();
         rows.extend(wrapped);
         if rows.len() >= wanted {
@@ -151,7 +269,7 @@ fn draw_pane(frame: &mut Frame, app: &App, area: Rect) {
     }
 }
 
-fn draw_members(frame: &mut Frame, app: &App, area: Rect) {
+fn draw_members(frame: &mut Frame, app: &App, area: Rect, colours: &NickColours) {
     let window = app.current();
     let block = Block::new()
         .borders(Borders::LEFT)
@@ -170,7 +288,7 @@ fn draw_members(frame: &mut Frame, app: &App, area: Rect) {
     let mut lines: Vec<TextLine> = window.members[..shown]
         .iter()
         .map(|nick| {
-            let mut style = Style::new().fg(nick_colour(nick));
+            let mut style = Style::new().fg(colours.of(nick));
             if nick.to_lowercase() == app.nick.to_lowercase() {
                 style = style.add_modifier(Modifier::BOLD);
             }
@@ -349,6 +467,11 @@ fn draw_input(frame: &mut Frame, app: &App, area: Rect) {
 /// When the text would get fewer than [`MIN_TEXT_WIDTH`] columns, the nick and the mark start
 /// the first row and the text follows, wrapped on the whole width.
 pub fn wrapped_rows(line: &Line, width: u16) -> Vec<TextLine<'static>> {
+    styled_rows(line, width, &NickColours::default())
+}
+
+/// [`wrapped_rows`], with the nick in its colour on this screen.
+fn styled_rows(line: &Line, width: u16, colours: &NickColours) -> Vec<TextLine<'static>> {
     let width = width as usize;
     let nick_width = if width >= 60 { 12 } else { 8 };
     // time, nick, mark, separator
@@ -374,7 +497,7 @@ pub fn wrapped_rows(line: &Line, width: u16) -> Vec<TextLine<'static>> {
                 Delivery::Delivered => Span::styled("✓✓", Style::new().fg(Color::Green)),
                 Delivery::Failed => Span::styled("✗ ", Style::new().fg(Color::Red)),
             });
-            let mut nick_style = Style::new().fg(nick_colour(from));
+            let mut nick_style = Style::new().fg(colours.of(from));
             if own.is_some() {
                 nick_style = nick_style.add_modifier(Modifier::BOLD);
             }
@@ -722,5 +845,25 @@ mod tests {
                 .map(|n| nick_colour(n))
                 .collect();
         assert!(colours.len() >= 4, "nicks spread over the palette");
+    }
+
+    #[test]
+    fn nicks_on_a_screen_differ_in_either_palette_and_keep_their_own_when_they_can() {
+        let nicks = ["ada", "bob", "kim", "ned", "eve", "oli", "cyd", "dee"];
+        for palette in [Palette::Wide, Palette::Basic] {
+            let colours = NickColours::new(palette, nicks);
+            let distinct: std::collections::HashSet<_> =
+                nicks.iter().map(|n| colours.of(n)).collect();
+            assert_eq!(distinct.len(), nicks.len(), "{palette:?}");
+            assert!(
+                nicks
+                    .iter()
+                    .all(|n| palette.colours().contains(&colours.of(n)))
+            );
+            assert_eq!(colours.of("ADA"), colours.of("ada"));
+        }
+        // Alone, a nick has its own colour.
+        let alone = NickColours::new(Palette::Wide, ["kim"]);
+        assert_eq!(alone.of("kim"), nick_colour("kim"));
     }
 }

@@ -718,3 +718,36 @@ fn a_narrow_status_bar_is_cut_with_an_ellipsis_and_keeps_the_port() {
         "{rows:?}"
     );
 }
+
+#[test]
+fn nicks_on_one_screen_get_different_colours() {
+    let mut app = lobby();
+    // "bob" and "kim" hash to the same colour of a 12-colour palette.
+    for nick in ["kim", "ned", "eve", "oli"] {
+        app.on_server_message(ServerMessage::Joined {
+            room: "lobby".into(),
+            nick: nick.into(),
+        });
+        app.on_server_message(said("lobby", nick, "hi"));
+    }
+    app.on_server_message(said("lobby", "bob", "hi"));
+    let terminal = screen(&mut app, 80, 20);
+    let buffer = terminal.backend().buffer();
+    let members = app.current().members.clone();
+    let mut seen = std::collections::HashMap::new();
+    for nick in &members {
+        // In the member list (right-hand column) and on the nick's message row.
+        let (x, y) = position_of(&terminal, &format!(" {nick}  "));
+        let colour = buffer[(x + 1, y)].fg;
+        if let Some(other) = seen.insert(colour, nick.clone()) {
+            panic!("{nick} and {other} share {colour:?}");
+        }
+    }
+    for (colour, nick) in seen {
+        if ["ada", "cyd"].contains(&nick.as_str()) {
+            continue;
+        }
+        let (x, y) = position_of(&terminal, &format!("{nick}    │ hi"));
+        assert_eq!(buffer[(x, y)].fg, colour, "{nick}: one colour everywhere");
+    }
+}
