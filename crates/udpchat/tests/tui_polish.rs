@@ -6,11 +6,39 @@
 
 mod support;
 
-use support::local_socket;
 use support::tmux::Tmux;
+use support::{Proc, data_home, local_socket, serve_rooms};
 
 /// Shell run after udpchat: its exit status on its own line, then the shell waits.
 const AFTER: &str = "echo \"EXITED $?\"; sleep 60";
+
+/// A shell command that runs `join` full-screen as `nick`, with `extra` arguments, then shows
+/// its exit status.
+fn join_command(port: u16, nick: &str, extra: &str) -> String {
+    let home = data_home().join(nick);
+    std::fs::create_dir_all(&home).unwrap();
+    format!(
+        "env XDG_DATA_HOME={} {} join 127.0.0.1:{port} --nick {nick} {extra}; {AFTER}",
+        home.display(),
+        env!("CARGO_BIN_EXE_udpchat"),
+    )
+}
+
+/// A joined client whose server then stops answering (SIGSTOP), with one typed line left
+/// pending (⋯) on its screen.
+fn a_line_pending_on_a_silent_server(name: &str, extra: &str) -> (Proc, Tmux) {
+    let (server, port) = serve_rooms(&[]);
+    let tmux = Tmux::start_sized(name, &join_command(port, name, extra), 120, 20);
+    tmux.wait_for("the lobby", |s| s.contains("you joined lobby"));
+    server.signal("STOP");
+    tmux.type_text("lost in the void");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the pending line", |s| {
+        s.lines()
+            .any(|l| l.contains('⋯') && l.contains("lost in the void"))
+    });
+    (server, tmux)
+}
 
 #[test]
 fn the_letter_after_a_skin_tone_emoji_stays_on_screen() {
@@ -49,4 +77,19 @@ fn the_letter_after_a_skin_tone_emoji_stays_on_screen() {
     for i in 0..6 {
         assert!(screen.contains(&format!("after {i}")) || i < 2, "{screen}");
     }
+}
+
+#[test]
+fn linger_running_out_is_an_error_as_in_line_mode() {
+    let (_server, tmux) = a_line_pending_on_a_silent_server("polish-linger", "--linger 1");
+    tmux.type_text("/quit");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the exit", |s| s.contains("EXITED "));
+    assert!(
+        screen.contains(
+            "udpchat: error: the server did not acknowledge everything in time; 1 line(s) not delivered"
+        ),
+        "{screen}"
+    );
+    assert!(screen.contains("EXITED 1"), "{screen}");
 }

@@ -329,6 +329,23 @@ impl App {
         self.outgoing.len()
     }
 
+    /// Your messages not yet acknowledged by the server (marked pending), in every window.
+    pub fn undelivered(&self) -> usize {
+        self.windows
+            .iter()
+            .flat_map(|w| &w.lines)
+            .filter(|l| {
+                matches!(
+                    l.body,
+                    Body::Message {
+                        own: Some(Delivery::Pending),
+                        ..
+                    }
+                )
+            })
+            .count()
+    }
+
     /// The server has acknowledged every message numbered below `count`.
     pub fn on_acknowledged(&mut self, count: u64) {
         while let Some((number, _)) = self.awaiting_ack.front() {

@@ -381,10 +381,20 @@ async fn join_loop(
         }
         if let Some(deadline) = leave_by
             && client.is_connected()
-            && ((app.outgoing_len() == 0 && client.is_send_idle()) || Instant::now() >= deadline)
         {
-            client.close(Instant::now());
-            continue;
+            if app.outgoing_len() == 0 && client.is_send_idle() {
+                client.close(Instant::now());
+                continue;
+            }
+            if Instant::now() >= deadline {
+                // `--linger` passed without an acknowledgement: as in line mode, an error.
+                if let Some(error) = undelivered_error(&app, &client) {
+                    farewell.push(error);
+                }
+                exit = ExitCode::FAILURE;
+                client.close(Instant::now());
+                continue;
+            }
         }
         if !client.is_connected() && leave_by.is_some() && !client.is_drained() {
             // Never connected and asked to leave: nothing to wait for.
@@ -433,6 +443,22 @@ async fn join_loop(
             client.handle_timeout(now);
         }
     }
+}
+
+/// The error line for leaving with something the server has not acknowledged, if anything:
+/// how many typed lines (marked ⋯) are lost.
+fn undelivered_error(app: &App, client: &Client) -> Option<String> {
+    let lines = app.undelivered();
+    let what = if lines > 0 {
+        format!("{lines} line(s) not delivered")
+    } else if app.outgoing_len() > 0 || !client.is_send_idle() {
+        "leaving anyway".to_owned()
+    } else {
+        return None;
+    };
+    Some(format!(
+        "udpchat: error: the server did not acknowledge everything in time; {what}"
+    ))
 }
 
 /// How many different strangers' datagrams the lab chat reports (as the line modes do).
