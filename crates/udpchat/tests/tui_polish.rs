@@ -6,6 +6,8 @@
 
 mod support;
 
+use std::time::{Duration, Instant};
+
 use support::tmux::Tmux;
 use support::{Proc, data_home, local_socket, serve_rooms};
 
@@ -22,6 +24,22 @@ fn join_command(port: u16, nick: &str, extra: &str) -> String {
         home.display(),
         env!("CARGO_BIN_EXE_udpchat"),
     )
+}
+
+/// Waits at most `bound` for the screen to satisfy `ready`; `None` if it never did.
+fn screen_within(tmux: &Tmux, bound: Duration, ready: impl Fn(&str) -> bool) -> Option<String> {
+    let deadline = Instant::now() + bound;
+    loop {
+        let screen = tmux.screen();
+        if ready(&screen) {
+            return Some(screen);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        // Polling the screen: tmux has no "wait until the pane shows X".
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A joined client whose server then stops answering (SIGSTOP), with one typed line left
@@ -77,6 +95,68 @@ fn the_letter_after_a_skin_tone_emoji_stays_on_screen() {
     for i in 0..6 {
         assert!(screen.contains(&format!("after {i}")) || i < 2, "{screen}");
     }
+}
+
+/// Datagrams sent so far, from a `--trace` file.
+fn sent_datagrams(trace: &std::path::Path) -> usize {
+    std::fs::read_to_string(trace)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(" sent "))
+        .count()
+}
+
+#[test]
+fn a_second_ctrl_c_leaves_at_once() {
+    let (server, port) = serve_rooms(&[]);
+    let trace = data_home().join("polish-ctrl-c.trace");
+    let home = data_home().join("polish-ctrl-c");
+    std::fs::create_dir_all(&home).unwrap();
+    // The trace goes to a file; what udpchat says on leaving is shown after it exits.
+    let command = format!(
+        "env XDG_DATA_HOME={} {} join 127.0.0.1:{port} --nick eli --trace 2>{trace}; \
+         echo \"EXITED $?\"; grep '^udpchat:' {trace}; sleep 60",
+        home.display(),
+        env!("CARGO_BIN_EXE_udpchat"),
+        trace = trace.display(),
+    );
+    let tmux = Tmux::start_sized("polish-ctrl-c", &command, 100, 20);
+    tmux.wait_for("the lobby", |s| s.contains("you joined lobby"));
+    server.signal("STOP");
+    let before = sent_datagrams(&trace);
+    tmux.type_text("lost in the void");
+    tmux.keys(&["Enter"]);
+    // Unanswered, the line is sent again and again (eight times 100 ms apart, then each time
+    // after twice as long): after thirteen sendings the retransmission timeout is over a
+    // second and a half, and the close handshake's linger (three timeouts) much longer than
+    // the bound below.
+    let deadline = Instant::now() + support::TIMEOUT;
+    while sent_datagrams(&trace) < before + 13 {
+        assert!(Instant::now() < deadline, "no retransmissions in the trace");
+        // Polling a file that another process appends to.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    tmux.keys(&["C-c"]);
+    tmux.wait_for("the first Ctrl-C's notice", |s| s.contains("Ctrl-C again"));
+    let pressed = Instant::now();
+    tmux.keys(&["C-c"]);
+    // Generous for a loaded machine; waiting for the close handshake took 5 s and more.
+    screen_within(&tmux, Duration::from_secs(2), |s| s.contains("EXITED ")).unwrap_or_else(|| {
+        panic!(
+            "still running {:?} after the second Ctrl-C:\n{}",
+            pressed.elapsed(),
+            tmux.screen()
+        )
+    });
+    let screen = tmux.wait_for("the error line", |s| s.contains("udpchat: error"));
+    // Leaving now loses the pending line: it says so.
+    assert!(
+        screen.contains(
+            "udpchat: error: the server did not acknowledge everything in time; 1 line(s) not delivered"
+        ),
+        "{screen}"
+    );
+    assert!(screen.contains("EXITED 1"), "{screen}");
 }
 
 #[test]

@@ -374,10 +374,17 @@ async fn join_loop(
             }
             painter.dirty = true;
         } else if app.quit {
-            // A second request: leave now.
-            client.close(Instant::now());
+            // A second request: leave now. The Close goes out once, and the close handshake's
+            // linger (three retransmission timeouts: seconds, when the server is slow or gone)
+            // is not waited for; the server times the connection out if the Close is lost.
             app.quit = false;
-            continue;
+            client.close(Instant::now());
+            transmit(&socket, &mut client, tracer, local, server).await;
+            if let Some(error) = undelivered_error(&app, &client) {
+                farewell.push(error);
+                exit = ExitCode::FAILURE;
+            }
+            return Ok(exit);
         }
         if let Some(deadline) = leave_by
             && client.is_connected()
