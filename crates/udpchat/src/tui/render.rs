@@ -71,10 +71,10 @@ const BASIC_NICK_PALETTE: [Color; 10] = [
 /// Which colours nicks are drawn in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Palette {
-    /// [`NICK_PALETTE`]: 16 colours of the 256-colour set.
+    /// 16 colours of the 256-colour set, well apart.
     #[default]
     Wide,
-    /// [`BASIC_NICK_PALETTE`]: the basic colours every terminal has.
+    /// 10 of the basic colours every terminal has.
     Basic,
 }
 
@@ -464,7 +464,7 @@ fn draw_input(frame: &mut Frame, app: &App, area: Rect) {
 ///                       │ that wraps under its text
 /// ```
 ///
-/// When the text would get fewer than [`MIN_TEXT_WIDTH`] columns, the nick and the mark start
+/// When the text would get fewer than 10 columns, the nick and the mark start
 /// the first row and the text follows, wrapped on the whole width.
 pub fn wrapped_rows(line: &Line, width: u16) -> Vec<TextLine<'static>> {
     styled_rows(line, width, &NickColours::default())
@@ -807,7 +807,9 @@ fn row_spans(row: Vec<Unit>) -> Vec<Span<'static>> {
     spans
 }
 
-/// Splits `text` into rows of at most `width` columns (see [`wrap_units`]).
+/// Splits `text` into rows of at most `width` columns: at the last space or place next to a
+/// CJK character that fits (never before closing punctuation), inside a word only when there
+/// is none; never inside a grapheme, which gets a row of its own when wider than the row.
 pub fn wrap_text(text: &str, width: usize) -> Vec<String> {
     wrap_units(display_units(text, Style::new()), width, width)
         .into_iter()
