@@ -573,7 +573,7 @@ fn styled_rows(line: &Line, width: u16, colours: &NickColours) -> Vec<TextLine<'
             head.push(mark);
         }
         let mut rows = Vec::new();
-        let first = if head_width < width {
+        let first = if head_width + 1 < width {
             head.push(Span::raw(" "));
             width - head_width - 1
         } else {
@@ -747,6 +747,11 @@ fn wrap_units(units: Vec<Unit>, first: usize, width: usize) -> Vec<Vec<Unit>> {
     let mut used = 0;
     let mut limit = first.max(1);
     for unit in units {
+        if rows.is_empty() && row.is_empty() && unit.width > limit && limit < width {
+            // The first row is narrower (it follows the nick) and this does not fit in it.
+            rows.push(Vec::new());
+            limit = width.max(1);
+        }
         while used + unit.width > limit && !row.is_empty() {
             if unit.is_space() {
                 break;

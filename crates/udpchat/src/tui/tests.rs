@@ -599,10 +599,15 @@ fn position_of(terminal: &Terminal<TestBackend>, needle: &str) -> (u16, u16) {
 fn under_thirty_columns_every_row_fits_and_no_character_is_lost() {
     let text = "the quick brown fox jumps over the lazy dog, 12345";
     let own = "my own words are all here";
-    for width in 20..=30u16 {
+    for width in 8..=30u16 {
         let mut app = lobby();
         let mut next = 2;
         app.on_server_message(said("lobby", "bob", text));
+        app.on_server_message(said(
+            "lobby",
+            "a-long-nick-of-32-characters-abc",
+            "漢字漢字 👍🏽 ok",
+        ));
         type_line(&mut app, own);
         flush(&mut app, &mut next);
         app.on_acknowledged(3);
