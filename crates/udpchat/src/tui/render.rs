@@ -648,6 +648,8 @@ struct Unit {
     text: String,
     width: usize,
     style: Style,
+    /// A later part of a split sequence: no row ends before it.
+    continues: bool,
 }
 
 impl Unit {
@@ -683,11 +685,13 @@ fn display_units(text: &str, style: Style) -> Vec<Unit> {
                 text: g.to_owned(),
                 width: g.width(),
                 style,
+                continues: false,
             });
             continue;
         }
         let mut part = String::new();
-        let flush = |part: &mut String, units: &mut Vec<Unit>| {
+        let mut continues = false;
+        let mut flush = |part: &mut String, units: &mut Vec<Unit>| {
             if part.is_empty() {
                 return;
             }
@@ -695,11 +699,15 @@ fn display_units(text: &str, style: Style) -> Vec<Unit> {
             match units.last_mut() {
                 // A stray selector left alone after a joiner: it stays with what it follows.
                 Some(last) if width == 0 => last.text.push_str(part),
-                _ => units.push(Unit {
-                    text: part.clone(),
-                    width,
-                    style,
-                }),
+                _ => {
+                    units.push(Unit {
+                        text: part.clone(),
+                        width,
+                        style,
+                        continues,
+                    });
+                    continues = true;
+                }
             }
             part.clear();
         };
@@ -727,7 +735,7 @@ const NO_BREAK_AFTER: &str = "（「『【〈《〔｛〖〘〚‘“([{";
 /// A row may end between `before` and `after`: after a space, or next to a wide character
 /// (CJK text, emoji), which may break anywhere, except inside punctuation's pairs above.
 fn can_break_between(before: &Unit, after: &Unit) -> bool {
-    if after.is_space() {
+    if after.is_space() || after.continues {
         return false;
     }
     if before.is_space() {

@@ -685,6 +685,8 @@ fn a_short_word_stays_with_the_cjk_text_after_it() {
     );
     // Closing punctuation never starts a row.
     assert_eq!(render::wrap_text("漢字漢。字", 6), ["漢字", "漢。字"]);
+    // The parts of a split emoji sequence stay together.
+    assert_eq!(render::wrap_text("ab 👩‍🔬", 5), ["ab", "👩🔬"]);
     // Latin text still breaks at spaces only.
     assert_eq!(
         render::wrap_text("hello big world", 9),
