@@ -758,3 +758,15 @@ fn nicks_on_one_screen_get_different_colours() {
         assert_eq!(buffer[(x, y)].fg, colour, "{nick}: one colour everywhere");
     }
 }
+
+#[test]
+fn a_very_narrow_terminal_starts_each_message_with_its_nick_and_mark() {
+    let mut app = lobby();
+    let mut next = 2;
+    app.on_server_message(said("lobby", "bob", "ok 漢字漢字漢字漢字 and 👍🏽 thanks"));
+    type_line(&mut app, "a message of mine that wraps");
+    flush(&mut app, &mut next);
+    app.on_acknowledged(3);
+    let terminal = screen(&mut app, 24, 14);
+    insta::assert_snapshot!(terminal.backend());
+}
