@@ -76,7 +76,7 @@ fn two_clients_chat_through_a_server_on_full_screens() {
     ada.type_text("hello bob, 漢字 and e\u{301}");
     ada.keys(&["Enter"]);
     let seen = bob.wait_for("ada's message on bob's screen", |s| {
-        s.contains("ada │ hello bob, 漢字 and e\u{301}")
+        s.contains("ada    │ hello bob, 漢字 and e\u{301}")
     });
     assert!(
         row_with(&seen, "hello bob").contains(":"),
@@ -95,7 +95,7 @@ fn two_clients_chat_through_a_server_on_full_screens() {
     // An action, and a private message that opens its own window on ada's side.
     bob.type_text("/me waves");
     bob.keys(&["Enter"]);
-    ada.wait_for("bob's action", |s| s.contains("* │ bob waves"));
+    ada.wait_for("bob's action", |s| s.contains("*    │ bob waves"));
     bob.type_text("/msg ada psst");
     bob.keys(&["Enter"]);
     ada.wait_for("a private window with one unread", |s| {
@@ -105,7 +105,7 @@ fn two_clients_chat_through_a_server_on_full_screens() {
     let private = ada.wait_for("the private window", |s| {
         s.contains("private conversation with bob")
     });
-    assert!(private.contains("bob │ psst"), "{private}");
+    assert!(private.contains("bob    │ psst"), "{private}");
     ada.keys(&["M-2"]);
     ada.wait_for("the lobby again", |s| s.contains("2 here"));
 
@@ -127,11 +127,11 @@ fn two_clients_chat_through_a_server_on_full_screens() {
     // A narrower terminal: no member list, the long line wraps under its text.
     ada.resize(44, 16);
     // (tmux cuts the old screen at once; wait for udpchat's own redraw, with its narrower nick
-    // column: "HH:MM" + marker + 8 columns, so "--" ends at column 17.)
+    // column: "HH:MM", a space, 8 columns, so "--" ends at column 14, before the mark column.)
     let narrow = ada.wait_for("the narrow layout", |s| {
         !s.contains("here")
             && s.lines()
-                .any(|l| l.find("-- │ you joined lobby") == Some(15))
+                .any(|l| l.find("--    │ you joined lobby") == Some(12))
     });
     assert!(narrow.contains("hello bob"), "{narrow}");
     // Scrolling back up and down again.
@@ -213,7 +213,7 @@ fn the_lab_chat_runs_full_screen_and_ends_on_the_peers_bye() {
         row_with(&screen, "hi back").contains("│ ^[[2J^[]0;pwned^Ghi back"),
         "{screen}"
     );
-    assert!(screen.contains("you │ hello, 漢字"), "{screen}");
+    assert!(screen.contains("you    │ hello, 漢字"), "{screen}");
     assert!(screen.contains("your turn"), "{screen}");
     peer.send_to(b"bye", from).unwrap();
     let screen = tmux.wait_for("the end", |s| s.contains("MODE "));

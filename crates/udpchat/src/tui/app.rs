@@ -22,7 +22,7 @@ use udpchat_proto::text::neutralize;
 use udpchat_proto::wire::message::{ClientMessage, ErrorCode, MessageKind, ServerMessage, TooLong};
 
 use super::editor::LineEditor;
-use super::render::wrapped_rows;
+use super::render::{Palette, wrapped_rows};
 use crate::join::{HELP, LineCommand, parse_line};
 
 /// Lines each window keeps; older ones scroll away for good.
@@ -206,6 +206,8 @@ pub struct App {
     pub pane: (u16, u16),
     /// The wall-clock time new lines are stamped with ("14:05"); the driver keeps it current.
     pub clock: String,
+    /// The colours nicks are drawn in (the driver asks the terminal).
+    pub palette: Palette,
     outgoing: VecDeque<Outgoing>,
     /// Sent messages by number, waiting for the server's acknowledgement.
     awaiting_ack: VecDeque<(u64, LineRef)>,
@@ -234,6 +236,7 @@ impl App {
             peer_mode: false,
             pane: (80, 20),
             clock: String::new(),
+            palette: Palette::default(),
             outgoing: VecDeque::new(),
             awaiting_ack: VecDeque::new(),
             awaiting_echo: VecDeque::new(),
@@ -324,6 +327,23 @@ impl App {
     /// Messages typed and not yet handed to the connection.
     pub fn outgoing_len(&self) -> usize {
         self.outgoing.len()
+    }
+
+    /// Your messages not yet acknowledged by the server (marked pending), in every window.
+    pub fn undelivered(&self) -> usize {
+        self.windows
+            .iter()
+            .flat_map(|w| &w.lines)
+            .filter(|l| {
+                matches!(
+                    l.body,
+                    Body::Message {
+                        own: Some(Delivery::Pending),
+                        ..
+                    }
+                )
+            })
+            .count()
     }
 
     /// The server has acknowledged every message numbered below `count`.

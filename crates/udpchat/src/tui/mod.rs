@@ -260,6 +260,7 @@ async fn join_loop(
     } = link;
     let mut app = App::new(&keys.server_name, &args.nick, &args.room);
     app.clock = clock();
+    app.palette = render::Palette::detect();
     app.status_notice(&format!(
         "connecting to {} ({server}) as {}; /help for help",
         keys.server_name, args.nick
@@ -373,17 +374,34 @@ async fn join_loop(
             }
             painter.dirty = true;
         } else if app.quit {
-            // A second request: leave now.
-            client.close(Instant::now());
+            // A second request: leave now. The Close goes out once, and the close handshake's
+            // linger (three retransmission timeouts: seconds, when the server is slow or gone)
+            // is not waited for; the server times the connection out if the Close is lost.
             app.quit = false;
-            continue;
+            client.close(Instant::now());
+            transmit(&socket, &mut client, tracer, local, server).await;
+            if let Some(error) = undelivered_error(&app, &client) {
+                farewell.push(error);
+                exit = ExitCode::FAILURE;
+            }
+            return Ok(exit);
         }
         if let Some(deadline) = leave_by
             && client.is_connected()
-            && ((app.outgoing_len() == 0 && client.is_send_idle()) || Instant::now() >= deadline)
         {
-            client.close(Instant::now());
-            continue;
+            if app.outgoing_len() == 0 && client.is_send_idle() {
+                client.close(Instant::now());
+                continue;
+            }
+            if Instant::now() >= deadline {
+                // `--linger` passed without an acknowledgement: as in line mode, an error.
+                if let Some(error) = undelivered_error(&app, &client) {
+                    farewell.push(error);
+                }
+                exit = ExitCode::FAILURE;
+                client.close(Instant::now());
+                continue;
+            }
         }
         if !client.is_connected() && leave_by.is_some() && !client.is_drained() {
             // Never connected and asked to leave: nothing to wait for.
@@ -434,6 +452,22 @@ async fn join_loop(
     }
 }
 
+/// The error line for leaving with something the server has not acknowledged, if anything:
+/// how many typed lines (marked ⋯) are lost.
+fn undelivered_error(app: &App, client: &Client) -> Option<String> {
+    let lines = app.undelivered();
+    let what = if lines > 0 {
+        format!("{lines} line(s) not delivered")
+    } else if app.outgoing_len() > 0 || !client.is_send_idle() {
+        "leaving anyway".to_owned()
+    } else {
+        return None;
+    };
+    Some(format!(
+        "udpchat: error: the server did not acknowledge everything in time; {what}"
+    ))
+}
+
 /// How many different strangers' datagrams the lab chat reports (as the line modes do).
 const STRANGERS_REPORTED: usize = 8;
 
@@ -457,6 +491,7 @@ pub async fn run_chat(
     let mut guard = TerminalGuard::enter()?;
     let mut app = App::new_peer(&format!("udp {local}"), &peer);
     app.clock = clock();
+    app.palette = render::Palette::detect();
     app.status.link = Link::Note(
         match (conversation.peer(), turns, conversation.turn()) {
             (None, ..) => "waiting for a peer",

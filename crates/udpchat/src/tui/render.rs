@@ -3,16 +3,18 @@
 //!
 //! ```text
 //!  lobby: topic of the room
-//! 14:05 ✓✓      ada │ hello everyone             │ ada
-//! 14:05          bob │ hi ada, a long line that   │ bob
-//!                    │ wraps under its own text   │
+//! 14:05       ada ✓✓ │ hello everyone            │ ada
+//! 14:05       bob    │ hi ada, a long line that  │ bob
+//!                    │ wraps under its own text  │
 //!  1:status  2:lobby  3:bob(2)
 //!  ada │ 127.0.0.1:12345 │ key ABCD-… │ rtt 0.3 ms │ loss 0.0% │ connected
 //! [lobby] typed text█
 //! ```
 //!
 //! Message lines wrap by display width, never splitting a grapheme (wide characters, combining
-//! marks and emoji sequences stay whole); continuation rows align under the text.
+//! marks stay whole), at spaces or between CJK characters; continuation rows align under the
+//! text. Emoji sequences whose width terminals disagree on are drawn as their parts, so that no
+//! terminal draws them over the next letter (see `display_units`).
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
@@ -30,31 +32,148 @@ const MEMBERS_WIDTH: u16 = 18;
 /// Terminals narrower than this get no member list.
 const MEMBERS_MIN_TERMINAL: u16 = 60;
 
-/// Colours nicks are drawn in: chosen by a hash of the nick, so a nick keeps its colour.
-const NICK_PALETTE: [Color; 12] = [
+/// Colours nicks are drawn in, on terminals with 256 colours: well apart on dark and light
+/// backgrounds, ordered so that neighbours differ in hue (a nick whose colour is taken gets the
+/// next one). Red (errors), yellow (mentions) and greys (notices) are left out.
+const NICK_PALETTE: [Color; 16] = [
+    Color::Indexed(33),  // blue
+    Color::Indexed(208), // orange
+    Color::Indexed(41),  // green
+    Color::Indexed(170), // orchid
+    Color::Indexed(37),  // teal
+    Color::Indexed(214), // amber
+    Color::Indexed(99),  // purple
+    Color::Indexed(114), // pale green
+    Color::Indexed(203), // salmon
+    Color::Indexed(75),  // sky blue
+    Color::Indexed(178), // gold
+    Color::Indexed(135), // violet
+    Color::Indexed(43),  // aquamarine
+    Color::Indexed(209), // coral
+    Color::Indexed(147), // lavender
+    Color::Indexed(155), // lime
+];
+
+/// The fallback for terminals that say they have only the 16 basic colours.
+const BASIC_NICK_PALETTE: [Color; 10] = [
     Color::Cyan,
     Color::Green,
-    Color::Yellow,
     Color::Blue,
     Color::Magenta,
     Color::LightCyan,
     Color::LightGreen,
-    Color::LightYellow,
     Color::LightBlue,
     Color::LightMagenta,
-    Color::Indexed(208),
-    Color::Indexed(141),
+    Color::LightYellow,
+    Color::White,
 ];
 
-/// A nick's colour: the same for the same nick (whatever its case), on every screen and run.
-pub fn nick_colour(nick: &str) -> Color {
+/// Which colours nicks are drawn in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Palette {
+    /// 16 colours of the 256-colour set, well apart.
+    #[default]
+    Wide,
+    /// 10 of the basic colours every terminal has.
+    Basic,
+}
+
+impl Palette {
+    /// The palette the terminal can show, from `COLORTERM` and `TERM` (a terminal that says
+    /// nothing of 256 colours gets the basic one).
+    pub fn detect() -> Self {
+        let var = |name| std::env::var(name).unwrap_or_default();
+        let (colorterm, term) = (var("COLORTERM"), var("TERM"));
+        if colorterm.is_empty() && !term.contains("256") && !term.contains("direct") {
+            Self::Basic
+        } else {
+            Self::Wide
+        }
+    }
+
+    fn colours(self) -> &'static [Color] {
+        match self {
+            Self::Wide => &NICK_PALETTE,
+            Self::Basic => &BASIC_NICK_PALETTE,
+        }
+    }
+}
+
+/// A nick's own place in a palette of `len` colours: the same for the same nick (whatever its
+/// case), on every screen and run.
+fn preferred(nick: &str, len: usize) -> usize {
     // FNV-1a: small, stable across versions and platforms (std's hasher is not).
     let mut hash: u32 = 0x811c_9dc5;
     for byte in nick.to_lowercase().bytes() {
         hash ^= u32::from(byte);
         hash = hash.wrapping_mul(0x0100_0193);
     }
-    NICK_PALETTE[hash as usize % NICK_PALETTE.len()]
+    hash as usize % len
+}
+
+/// A nick's own colour (in the 256-colour palette), before [`NickColours`] moves it away from
+/// another nick's on the same screen.
+pub fn nick_colour(nick: &str) -> Color {
+    NICK_PALETTE[preferred(nick, NICK_PALETTE.len())]
+}
+
+/// The colours of the nicks on one screen, all different (while the palette lasts).
+///
+/// The nicks are taken in alphabetical order; each gets its own colour unless a nick before it
+/// has it, and then the next free one. So a nick's colour depends only on who is on the
+/// screen, and is its own unless it would be confused with another's.
+#[derive(Debug, Default)]
+pub struct NickColours {
+    palette: Palette,
+    /// By lowercased nick.
+    assigned: std::collections::HashMap<String, Color>,
+}
+
+impl NickColours {
+    /// Colours for `nicks` (repeats and case do not matter).
+    pub fn new<'a>(palette: Palette, nicks: impl IntoIterator<Item = &'a str>) -> Self {
+        let colours = palette.colours();
+        let mut keys: Vec<String> = nicks.into_iter().map(str::to_lowercase).collect();
+        keys.sort();
+        keys.dedup();
+        let mut taken = vec![false; colours.len()];
+        let mut assigned = std::collections::HashMap::new();
+        for key in keys {
+            let own = preferred(&key, colours.len());
+            let index = (0..colours.len())
+                .map(|step| (own + step) % colours.len())
+                .find(|&i| !taken[i])
+                .unwrap_or(own);
+            taken[index] = true;
+            assigned.insert(key, colours[index]);
+        }
+        Self { palette, assigned }
+    }
+
+    /// The colours for what the window shows: its members, whoever speaks in it, and you.
+    fn for_window(app: &App) -> Self {
+        let window = app.current();
+        let senders = window.lines.iter().filter_map(|line| match &line.body {
+            Body::Message { from, .. } => Some(from.as_str()),
+            _ => None,
+        });
+        let nicks = window
+            .members
+            .iter()
+            .map(String::as_str)
+            .chain(senders)
+            .chain([app.nick.as_str()]);
+        Self::new(app.palette, nicks)
+    }
+
+    /// The colour of `nick`.
+    pub fn of(&self, nick: &str) -> Color {
+        let colours = self.palette.colours();
+        self.assigned
+            .get(&nick.to_lowercase())
+            .copied()
+            .unwrap_or_else(|| colours[preferred(nick, colours.len())])
+    }
 }
 
 /// Draws the whole screen, and tells the app the message pane's size (scrolling is measured in
@@ -81,10 +200,11 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
     if app.pane != (pane.width, pane.height) {
         app.set_pane(pane.width, pane.height);
     }
+    let colours = NickColours::for_window(app);
     draw_top(frame, app, top);
-    draw_pane(frame, app, pane);
+    draw_pane(frame, app, pane, &colours);
     if let Some(members) = members {
-        draw_members(frame, app, members);
+        draw_members(frame, app, members, &colours);
     }
     draw_tabs(frame, app, tabs);
     draw_status(frame, app, status);
@@ -108,14 +228,14 @@ fn draw_top(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(Paragraph::new(text).style(bar_style()), area);
 }
 
-fn draw_pane(frame: &mut Frame, app: &App, area: Rect) {
+fn draw_pane(frame: &mut Frame, app: &App, area: Rect, colours: &NickColours) {
     let window = app.current();
     let height = area.height as usize;
     let wanted = height + window.scroll;
     // Wrap from the newest line back, only as far as the view needs.
     let mut rows: Vec<TextLine<'static>> = Vec::new();
     for line in window.lines.iter().rev() {
-        let mut wrapped = wrapped_rows(line, area.width);
+        let mut wrapped = styled_rows(line, area.width, colours);
         wrapped.reverse();
         rows.extend(wrapped);
         if rows.len() >= wanted {
@@ -149,12 +269,13 @@ fn draw_pane(frame: &mut Frame, app: &App, area: Rect) {
     }
 }
 
-fn draw_members(frame: &mut Frame, app: &App, area: Rect) {
+fn draw_members(frame: &mut Frame, app: &App, area: Rect, colours: &NickColours) {
     let window = app.current();
     let block = Block::new()
         .borders(Borders::LEFT)
         .border_style(Style::new().fg(Color::DarkGray))
-        .title(format!("{} here", window.members.len()));
+        // Indented as the names are.
+        .title(format!(" {} here", window.members.len()));
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let height = inner.height as usize;
@@ -167,7 +288,7 @@ fn draw_members(frame: &mut Frame, app: &App, area: Rect) {
     let mut lines: Vec<TextLine> = window.members[..shown]
         .iter()
         .map(|nick| {
-            let mut style = Style::new().fg(nick_colour(nick));
+            let mut style = Style::new().fg(colours.of(nick));
             if nick.to_lowercase() == app.nick.to_lowercase() {
                 style = style.add_modifier(Modifier::BOLD);
             }
@@ -215,39 +336,100 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(Paragraph::new(text).style(bar_style()), area);
 }
 
-/// The status bar: the changing numbers first, the long key fingerprint last (cut to its first
-/// groups when the terminal is narrow).
+/// The status bar, fitted to `width` columns: the nick and the connection first, then the
+/// numbers, the server and its key. When that is too long, the key's fingerprint is cut to its
+/// first groups, then the loss and the round-trip time are left out, then the key (a `…` at
+/// the end says something was); the server's address is cut last, from its start, with a `…`
+/// (its port, which tells servers on one machine apart, stays).
 fn status_text(app: &App, width: usize) -> String {
     let status = &app.status;
-    let mut parts = vec![app.nick.clone()];
-    parts.push(match &status.link {
+    let link = match &status.link {
         Link::Connecting => "connecting…".to_owned(),
         Link::Connected => "connected".to_owned(),
         Link::Closed(why) | Link::Note(why) => why.clone(),
-    });
-    if app.peer_mode {
-        parts.push(status.server.clone());
-        return format!(" {} │ plain UDP, not encrypted", parts.join(" │ "));
-    }
-    parts.push(match status.rtt {
-        Some(rtt) => format!("rtt {:.1} ms", rtt.as_secs_f64() * 1000.0),
-        None => "rtt -".to_owned(),
-    });
-    parts.push(match status.loss {
-        Some(loss) => format!("loss {:.1}%", loss * 100.0),
-        None => "loss -".to_owned(),
-    });
-    parts.push(status.server.clone());
-    let text = format!(" {}", parts.join(" │ "));
-    let Some(fp) = &status.fingerprint else {
-        return format!("{text} │ not encrypted yet");
     };
-    let full = format!("{text} │ key {fp}");
-    if full.width() <= width {
-        return full;
+    let head = [app.nick.clone(), link];
+    // Each says less than the one before: (parts before the server, parts after it).
+    let fallbacks: Vec<(Vec<String>, Vec<String>)> = if app.peer_mode {
+        vec![
+            (vec![], vec!["plain UDP, not encrypted".to_owned()]),
+            (vec![], vec!["not encrypted".to_owned()]),
+        ]
+    } else {
+        let rtt = match status.rtt {
+            Some(rtt) => format!("rtt {:.1} ms", rtt.as_secs_f64() * 1000.0),
+            None => "rtt -".to_owned(),
+        };
+        let loss = match status.loss {
+            Some(loss) => format!("loss {:.1}%", loss * 100.0),
+            None => "loss -".to_owned(),
+        };
+        // The key's fingerprint, whole or cut to its first `groups`.
+        let key = |groups: Option<usize>| match (&status.fingerprint, groups) {
+            (None, _) => "not encrypted yet".to_owned(),
+            (Some(fp), None) => format!("key {fp}"),
+            (Some(fp), Some(n)) => {
+                format!(
+                    "key {}…",
+                    fp.split('-').take(n).collect::<Vec<_>>().join("-")
+                )
+            }
+        };
+        vec![
+            (vec![rtt.clone(), loss.clone()], vec![key(None)]),
+            (vec![rtt.clone(), loss], vec![key(Some(2))]),
+            (vec![rtt], vec![key(Some(2))]),
+            (vec![], vec![key(Some(2))]),
+            (vec![], vec![key(Some(1))]),
+        ]
+    };
+    let compose = |before: &[String], server: &str, after: &[String]| {
+        let parts: Vec<&str> = head
+            .iter()
+            .chain(before)
+            .map(String::as_str)
+            .chain([server])
+            .chain(after.iter().map(String::as_str))
+            .collect();
+        format!(" {}", parts.join(" │ "))
+    };
+    for (before, after) in &fallbacks {
+        let text = compose(before, &status.server, after);
+        if text.width() <= width {
+            return text;
+        }
     }
-    let short: String = fp.split('-').take(2).collect::<Vec<_>>().join("-");
-    format!("{text} │ key {short}…")
+    let rest = ["…".to_owned()];
+    let text = compose(&[], &status.server, &rest);
+    if text.width() <= width {
+        return text;
+    }
+    // The address cut from its start, when at least its port and a little more still fit.
+    let around = compose(&[], "", &rest).width();
+    let room = width.saturating_sub(around);
+    if room >= 8 {
+        return compose(&[], &cut_start(&status.server, room), &rest);
+    }
+    truncate(&text, width)
+}
+
+/// The last `width` columns of `text`, after a `…` when cut.
+fn cut_start(text: &str, width: usize) -> String {
+    if text.width() <= width {
+        return text.to_owned();
+    }
+    let mut kept = Vec::new();
+    let mut used = 1;
+    for g in text.graphemes(true).rev() {
+        if used + g.width() > width {
+            break;
+        }
+        used += g.width();
+        kept.push(g);
+    }
+    kept.push("…");
+    kept.reverse();
+    kept.concat()
 }
 
 fn draw_input(frame: &mut Frame, app: &App, area: Rect) {
@@ -273,18 +455,34 @@ fn draw_input(frame: &mut Frame, app: &App, area: Rect) {
 }
 
 /// A line as the rows it takes in a pane `width` columns wide.
+///
+/// Wide enough, a message is laid out in columns: the time, the nick (right-aligned), the
+/// delivery mark of your own messages, then the text, wrapped under itself:
+///
+/// ```text
+/// 14:05          ada ✓✓ │ hello everyone, a long line
+///                       │ that wraps under its text
+/// ```
+///
+/// When the text would get fewer than 10 columns, the nick and the mark start
+/// the first row and the text follows, wrapped on the whole width.
 pub fn wrapped_rows(line: &Line, width: u16) -> Vec<TextLine<'static>> {
+    styled_rows(line, width, &NickColours::default())
+}
+
+/// [`wrapped_rows`], with the nick in its colour on this screen.
+fn styled_rows(line: &Line, width: u16, colours: &NickColours) -> Vec<TextLine<'static>> {
     let width = width as usize;
     let nick_width = if width >= 60 { 12 } else { 8 };
-    // time, marker, nick, separator
-    let prefix_width = 5 + 1 + 2 + 1 + nick_width + 3;
+    // time, nick, mark, separator
+    let prefix_width = 5 + 1 + nick_width + 1 + 2 + 3;
     let dim = Style::new().fg(Color::DarkGray);
     let time = if line.time.is_empty() {
         "     ".to_owned()
     } else {
         format!("{:<5}", truncate(&line.time, 5))
     };
-    let (time, marker, nick, nick_style, text, text_style, lead) = match &line.body {
+    let (time, mark, nick, nick_style, text, text_style, lead) = match &line.body {
         Body::Message {
             from,
             text,
@@ -293,14 +491,13 @@ pub fn wrapped_rows(line: &Line, width: u16) -> Vec<TextLine<'static>> {
             own,
             mention,
         } => {
-            let marker = match own {
-                None => Span::raw("  "),
-                Some(Delivery::Pending) => Span::styled("⋯ ", dim),
-                Some(Delivery::Acknowledged) => Span::styled("✓ ", Style::new().fg(Color::Gray)),
-                Some(Delivery::Delivered) => Span::styled("✓✓", Style::new().fg(Color::Green)),
-                Some(Delivery::Failed) => Span::styled("✗ ", Style::new().fg(Color::Red)),
-            };
-            let mut nick_style = Style::new().fg(nick_colour(from));
+            let mark = own.map(|delivery| match delivery {
+                Delivery::Pending => Span::styled("⋯ ", dim),
+                Delivery::Acknowledged => Span::styled("✓ ", Style::new().fg(Color::Gray)),
+                Delivery::Delivered => Span::styled("✓✓", Style::new().fg(Color::Green)),
+                Delivery::Failed => Span::styled("✗ ", Style::new().fg(Color::Red)),
+            });
+            let mut nick_style = Style::new().fg(colours.of(from));
             if own.is_some() {
                 nick_style = nick_style.add_modifier(Modifier::BOLD);
             }
@@ -316,7 +513,7 @@ pub fn wrapped_rows(line: &Line, width: u16) -> Vec<TextLine<'static>> {
                 text_style = text_style.add_modifier(Modifier::ITALIC);
                 (
                     time,
-                    marker,
+                    mark,
                     "*".to_owned(),
                     nick_style,
                     text.clone(),
@@ -326,7 +523,7 @@ pub fn wrapped_rows(line: &Line, width: u16) -> Vec<TextLine<'static>> {
             } else {
                 (
                     time,
-                    marker,
+                    mark,
                     from.clone(),
                     nick_style,
                     text.clone(),
@@ -337,7 +534,7 @@ pub fn wrapped_rows(line: &Line, width: u16) -> Vec<TextLine<'static>> {
         }
         Body::Notice(text) => (
             time,
-            Span::raw("  "),
+            None,
             "--".to_owned(),
             dim,
             text.clone(),
@@ -346,7 +543,7 @@ pub fn wrapped_rows(line: &Line, width: u16) -> Vec<TextLine<'static>> {
         ),
         Body::Error(text) => (
             time,
-            Span::raw("  "),
+            None,
             "!!".to_owned(),
             Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
             text.clone(),
@@ -355,27 +552,43 @@ pub fn wrapped_rows(line: &Line, width: u16) -> Vec<TextLine<'static>> {
         ),
     };
     // An action reads "* ada waves": the nick starts the text.
-    let full_text = match &lead {
-        Some((from, _)) => format!("{from} {text}"),
-        None => text,
-    };
-    if width < prefix_width + 10 {
-        // Too narrow for columns: "nick: text", wrapped on the whole width.
-        let head = format!("{nick} ");
+    let mut units = Vec::new();
+    if let Some((from, style)) = &lead {
+        units.extend(display_units(from, *style));
+        units.extend(display_units(" ", text_style));
+    }
+    units.extend(display_units(&text, text_style));
+
+    if width < prefix_width + MIN_TEXT_WIDTH {
+        // Too narrow for columns: "nick ✓✓ text", the text wrapped on the whole width after
+        // the nick and the mark (at most half the row, so the text keeps room).
+        let width = width.max(1);
+        let shown_nick = truncate(&nick, (width / 2).max(1));
+        let mut head = vec![Span::styled(shown_nick.clone(), nick_style)];
+        let mut head_width = shown_nick.width();
+        if let Some(mark) = &mark {
+            let mark = Span::styled(mark.content.trim_end().to_owned(), mark.style);
+            head_width += 1 + mark.width();
+            head.push(Span::raw(" "));
+            head.push(mark);
+        }
         let mut rows = Vec::new();
-        for (i, chunk) in wrap_text(&format!("{head}{full_text}"), width.max(1))
-            .into_iter()
-            .enumerate()
-        {
-            if i == 0 && chunk.starts_with(&head) {
-                rows.push(TextLine::from(vec![
-                    marker.clone(),
-                    Span::styled(head.clone(), nick_style),
-                    Span::styled(chunk[head.len()..].to_owned(), text_style),
-                ]));
+        let first = if head_width + 1 < width {
+            head.push(Span::raw(" "));
+            width - head_width - 1
+        } else {
+            // Not even room for the head and one column of text: the head has its row.
+            rows.push(TextLine::from(std::mem::take(&mut head)));
+            width
+        };
+        for (i, row) in wrap_units(units, first, width).into_iter().enumerate() {
+            let mut spans = if i == 0 {
+                std::mem::take(&mut head)
             } else {
-                rows.push(TextLine::from(Span::styled(chunk, text_style)));
-            }
+                Vec::new()
+            };
+            spans.extend(row_spans(row));
+            rows.push(TextLine::from(spans));
         }
         return rows;
     }
@@ -385,31 +598,29 @@ pub fn wrapped_rows(line: &Line, width: u16) -> Vec<TextLine<'static>> {
         "{}{shown_nick}",
         " ".repeat(nick_width.saturating_sub(shown_nick.width()))
     );
-    let chunks = wrap_text(&full_text, text_width);
-    let mut rows = Vec::with_capacity(chunks.len());
-    for (i, chunk) in chunks.into_iter().enumerate() {
+    let rows = wrap_units(units, text_width, text_width);
+    let mut lines = Vec::with_capacity(rows.len());
+    for (i, row) in rows.into_iter().enumerate() {
         let mut spans = Vec::new();
         if i == 0 {
             spans.push(Span::styled(time.clone(), dim));
             spans.push(Span::raw(" "));
-            spans.push(marker.clone());
-            spans.push(Span::raw(" "));
             spans.push(Span::styled(nick_cell.clone(), nick_style));
+            spans.push(Span::raw(" "));
+            spans.push(mark.clone().unwrap_or_else(|| Span::raw("  ")));
         } else {
             spans.push(Span::raw(" ".repeat(prefix_width - 3)));
         }
         spans.push(Span::styled(" │ ", dim));
-        match (&lead, i) {
-            (Some((from, style)), 0) if chunk.starts_with(from.as_str()) => {
-                spans.push(Span::styled(from.clone(), *style));
-                spans.push(Span::styled(chunk[from.len()..].to_owned(), text_style));
-            }
-            _ => spans.push(Span::styled(chunk, text_style)),
-        }
-        rows.push(TextLine::from(spans));
+        spans.extend(row_spans(row));
+        lines.push(TextLine::from(spans));
     }
-    rows
+    lines
 }
+
+/// A message pane narrower than its columns' prefix and this many columns of text shows
+/// "nick text" rows instead of columns.
+const MIN_TEXT_WIDTH: usize = 10;
 
 /// At most `width` columns of `text`, with `…` when cut.
 fn truncate(text: &str, width: usize) -> String {
@@ -430,49 +641,193 @@ fn truncate(text: &str, width: usize) -> String {
     out
 }
 
-/// Splits `text` into rows of at most `width` columns, at spaces when it can, never inside a
-/// grapheme. A grapheme wider than the row gets a row of its own.
-pub fn wrap_text(text: &str, width: usize) -> Vec<String> {
-    let mut rows = Vec::new();
-    let mut row = String::new();
-    let mut used = 0;
-    // Byte index in `row` just after the last space, and the width before it.
-    let mut last_space: Option<(usize, usize)> = None;
+/// What is drawn in one cell (or two, when wide): a grapheme of the text, or a part of one
+/// whose width terminals disagree on (see [`display_units`]).
+#[derive(Debug, Clone)]
+struct Unit {
+    text: String,
+    width: usize,
+    style: Style,
+    /// A later part of a split sequence: no row ends before it.
+    continues: bool,
+}
+
+impl Unit {
+    fn is_space(&self) -> bool {
+        self.text == " "
+    }
+}
+
+/// The zero-width joiner that glues emoji into one (👩 + ZWJ + 🔬 = 👩‍🔬).
+const ZWJ: char = '\u{200D}';
+
+/// The five skin-tone modifiers (👍 + 🏽 = 👍🏽).
+fn is_skin_tone(c: char) -> bool {
+    ('\u{1F3FB}'..='\u{1F3FF}').contains(&c)
+}
+
+/// The text as the units it is drawn in. Most graphemes are one unit, measured as Unicode
+/// says. Emoji sequences that terminals draw at different widths are split into their parts,
+/// each drawn in cells of its own: a skin-tone sequence (👍🏽) is 2 columns on a terminal that
+/// knows it and 4 on one that does not (tmux 3.3), a ZWJ sequence (👩‍🔬) 2 or the sum of its
+/// parts. Drawn as one 2-column cell, the wider rendering covers the next letters; drawn as
+/// parts (👍 then 🏽, 👩 then 🔬, the joiner left out), each part is placed at its own column
+/// and nothing is covered: a terminal that joins them anyway leaves a gap after them.
+/// (Flags, keycaps and VS16 emoji are at most as wide as measured on every terminal tried, so
+/// at worst they leave a gap, and stay whole.)
+fn display_units(text: &str, style: Style) -> Vec<Unit> {
+    let mut units = Vec::new();
     for g in text.graphemes(true) {
-        let w = g.width();
-        if used + w > width && !row.is_empty() {
-            if g == " " {
-                // The row ends just before this space.
-                rows.push(std::mem::take(&mut row));
-                used = 0;
-                last_space = None;
+        let mut chars = g.chars();
+        let several = chars.next().is_some() && chars.next().is_some();
+        if !(several && g.chars().any(|c| c == ZWJ || is_skin_tone(c))) {
+            units.push(Unit {
+                text: g.to_owned(),
+                width: g.width(),
+                style,
+                continues: false,
+            });
+            continue;
+        }
+        let mut part = String::new();
+        let mut continues = false;
+        let mut flush = |part: &mut String, units: &mut Vec<Unit>| {
+            if part.is_empty() {
+                return;
+            }
+            let width = part.width();
+            match units.last_mut() {
+                // A stray selector left alone after a joiner: it stays with what it follows.
+                Some(last) if width == 0 => last.text.push_str(part),
+                _ => {
+                    units.push(Unit {
+                        text: part.clone(),
+                        width,
+                        style,
+                        continues,
+                    });
+                    continues = true;
+                }
+            }
+            part.clear();
+        };
+        for c in g.chars() {
+            if c == ZWJ {
+                flush(&mut part, &mut units);
                 continue;
             }
-            match last_space {
-                Some((at, before)) if at < row.len() => {
-                    let rest = row.split_off(at);
-                    row.truncate(at - 1);
-                    rows.push(std::mem::take(&mut row));
-                    row = rest;
-                    used -= before + 1;
-                }
-                _ => {
-                    rows.push(std::mem::take(&mut row));
-                    used = 0;
-                }
+            if is_skin_tone(c) {
+                flush(&mut part, &mut units);
             }
-            last_space = None;
+            part.push(c);
         }
-        row.push_str(g);
-        used += w;
-        if g == " " {
-            last_space = Some((row.len(), used - 1));
+        flush(&mut part, &mut units);
+    }
+    units
+}
+
+/// Characters a row never starts with (closing punctuation: "漢字。" keeps its "。").
+const NO_BREAK_BEFORE: &str = "、。，．！？：；）」』】〉》〕｝〗〙〛’”ー々ゝゞヽヾ…‥,.!?:;)]}%";
+
+/// Characters a row never ends with (opening punctuation).
+const NO_BREAK_AFTER: &str = "（「『【〈《〔｛〖〘〚‘“([{";
+
+/// A row may end between `before` and `after`: after a space, or next to a wide character
+/// (CJK text, emoji), which may break anywhere, except inside punctuation's pairs above.
+fn can_break_between(before: &Unit, after: &Unit) -> bool {
+    if after.is_space() || after.continues {
+        return false;
+    }
+    if before.is_space() {
+        return true;
+    }
+    let wide = before.width >= 2 || after.width >= 2;
+    wide && !NO_BREAK_BEFORE.contains(after.text.as_str())
+        && !NO_BREAK_AFTER.contains(before.text.as_str())
+}
+
+/// Splits units into rows: the first at most `first` columns, the others at most `width`.
+/// A row ends at the last place it may (see [`can_break_between`]); with none, inside a word.
+/// A unit wider than the row gets a row of its own. Spaces where a row ends are dropped.
+fn wrap_units(units: Vec<Unit>, first: usize, width: usize) -> Vec<Vec<Unit>> {
+    let mut rows = Vec::new();
+    let mut row: Vec<Unit> = Vec::new();
+    let mut used = 0;
+    let mut limit = first.max(1);
+    for unit in units {
+        if rows.is_empty() && row.is_empty() && unit.width > limit && limit < width {
+            // The first row is narrower (it follows the nick) and this does not fit in it.
+            rows.push(Vec::new());
+            limit = width.max(1);
         }
+        while used + unit.width > limit && !row.is_empty() {
+            if unit.is_space() {
+                break;
+            }
+            // The last place to end the row: before this unit, or between two before it (not
+            // in leading spaces, which would leave an empty row).
+            let starts = row.iter().position(|u| !u.is_space()).unwrap_or(row.len());
+            let at = (starts + 1..=row.len()).rev().find(|&i| {
+                let after = row.get(i).unwrap_or(&unit);
+                can_break_between(&row[i - 1], after)
+            });
+            let rest = match at {
+                Some(i) => row.split_off(i),
+                None => Vec::new(),
+            };
+            while row.len() > 1 && row.last().is_some_and(Unit::is_space) {
+                row.pop();
+            }
+            rows.push(std::mem::replace(&mut row, rest));
+            let leading = row.iter().take_while(|u| u.is_space()).count();
+            row.drain(..leading);
+            used = row.iter().map(|u| u.width).sum();
+            limit = width.max(1);
+        }
+        if unit.is_space() && used + unit.width > limit && !row.is_empty() {
+            // The row ends just before this space.
+            rows.push(std::mem::take(&mut row));
+            used = 0;
+            limit = width.max(1);
+            continue;
+        }
+        used += unit.width;
+        row.push(unit);
     }
     if !row.is_empty() || rows.is_empty() {
         rows.push(row);
     }
     rows
+}
+
+/// A row's units as spans: consecutive units of one style share a span, but for parts of a
+/// split sequence, which get a span each so that nothing joins them into one cell again.
+fn row_spans(row: Vec<Unit>) -> Vec<Span<'static>> {
+    let mut spans: Vec<Span<'static>> = Vec::new();
+    let mut last: Option<String> = None;
+    for unit in row {
+        let joins = last
+            .as_ref()
+            .is_some_and(|prev| format!("{prev}{}", unit.text).graphemes(true).count() < 2);
+        match spans.last_mut() {
+            Some(span) if span.style == unit.style && !joins => {
+                span.content.to_mut().push_str(&unit.text);
+            }
+            _ => spans.push(Span::styled(unit.text.clone(), unit.style)),
+        }
+        last = Some(unit.text);
+    }
+    spans
+}
+
+/// Splits `text` into rows of at most `width` columns: at the last space or place next to a
+/// CJK character that fits (never before closing punctuation), inside a word only when there
+/// is none; never inside a grapheme, which gets a row of its own when wider than the row.
+pub fn wrap_text(text: &str, width: usize) -> Vec<String> {
+    wrap_units(display_units(text, Style::new()), width, width)
+        .into_iter()
+        .map(|row| row.into_iter().map(|u| u.text).collect())
+        .collect()
 }
 
 #[cfg(test)]
@@ -505,5 +860,25 @@ mod tests {
                 .map(|n| nick_colour(n))
                 .collect();
         assert!(colours.len() >= 4, "nicks spread over the palette");
+    }
+
+    #[test]
+    fn nicks_on_a_screen_differ_in_either_palette_and_keep_their_own_when_they_can() {
+        let nicks = ["ada", "bob", "kim", "ned", "eve", "oli", "cyd", "dee"];
+        for palette in [Palette::Wide, Palette::Basic] {
+            let colours = NickColours::new(palette, nicks);
+            let distinct: std::collections::HashSet<_> =
+                nicks.iter().map(|n| colours.of(n)).collect();
+            assert_eq!(distinct.len(), nicks.len(), "{palette:?}");
+            assert!(
+                nicks
+                    .iter()
+                    .all(|n| palette.colours().contains(&colours.of(n)))
+            );
+            assert_eq!(colours.of("ADA"), colours.of("ada"));
+        }
+        // Alone, a nick has its own colour.
+        let alone = NickColours::new(Palette::Wide, ["kim"]);
+        assert_eq!(alone.of("kim"), nick_colour("kim"));
     }
 }

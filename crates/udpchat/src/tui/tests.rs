@@ -11,6 +11,7 @@ use udpchat_proto::wire::message::{ClientMessage, ErrorCode, MessageKind, Server
 
 use super::app::{App, Body, Delivery, Link, WindowKind};
 use super::render::{self, nick_colour};
+use unicode_width::UnicodeWidthStr;
 
 /// A connected app: ada in lobby with bob and cyd.
 fn lobby() -> App {
@@ -145,7 +146,7 @@ fn a_busy_room() {
             })
             .unwrap_or_else(|| panic!("{needle} not on screen"))
     };
-    let (x, y) = find("bob │ hi ada");
+    let (x, y) = find("bob    │ hi ada");
     assert_eq!(buffer[(x, y)].fg, nick_colour("bob"));
     let (x, y) = find("✓✓");
     assert_eq!(buffer[(x, y)].fg, Color::Green);
@@ -554,4 +555,218 @@ fn a_line_too_long_for_the_protocol_is_refused_visibly_and_the_next_one_goes() {
         errors,
         ["this line is 66000 bytes, longer than the 65536 bytes a message may carry; not sent"]
     );
+}
+
+// ---------------------------------------------------------------- issue 16: the terminal UI
+
+/// The screen's rows as text (a wide cell's hidden neighbour is left out).
+fn rows_of(terminal: &Terminal<TestBackend>) -> Vec<String> {
+    let buffer = terminal.backend().buffer();
+    (0..buffer.area.height)
+        .map(|y| {
+            (0..buffer.area.width)
+                .map(|x| buffer[(x, y)].symbol())
+                .collect()
+        })
+        .collect()
+}
+
+/// The (column, row) where `needle` starts on screen.
+fn position_of(terminal: &Terminal<TestBackend>, needle: &str) -> (u16, u16) {
+    let buffer = terminal.backend().buffer();
+    for y in 0..buffer.area.height {
+        // Columns, counting the cells a wide character hides.
+        let mut row = String::new();
+        let mut columns = Vec::new();
+        for x in 0..buffer.area.width {
+            let symbol = buffer[(x, y)].symbol();
+            for _ in 0..symbol.len() {
+                columns.push(x);
+            }
+            row.push_str(symbol);
+        }
+        if let Some(at) = row.find(needle) {
+            return (columns[at], y);
+        }
+    }
+    panic!(
+        "{needle:?} not on screen:\n{}",
+        rows_of(terminal).join("\n")
+    );
+}
+
+#[test]
+fn under_thirty_columns_every_row_fits_and_no_character_is_lost() {
+    let text = "the quick brown fox jumps over the lazy dog, 12345";
+    let own = "my own words are all here";
+    for width in 8..=30u16 {
+        let mut app = lobby();
+        let mut next = 2;
+        app.on_server_message(said("lobby", "bob", text));
+        app.on_server_message(said(
+            "lobby",
+            "a-long-nick-of-32-characters-abc",
+            "漢字漢字 👍🏽 ok",
+        ));
+        type_line(&mut app, own);
+        flush(&mut app, &mut next);
+        app.on_acknowledged(3);
+        let terminal = screen(&mut app, width, 40);
+        for line in &app.current().lines {
+            for row in render::wrapped_rows(line, width) {
+                assert!(
+                    row.width() <= usize::from(width),
+                    "{width} columns: a row of {} columns: {row:?}",
+                    row.width()
+                );
+            }
+        }
+        let rows = rows_of(&terminal);
+        for word in text.split(' ').chain(own.split(' ')) {
+            assert!(
+                rows.iter().any(|r| r.split(' ').any(|w| w == word)),
+                "{width} columns: {word:?} lost:\n{}",
+                rows.join("\n")
+            );
+        }
+    }
+}
+
+#[test]
+fn a_skin_tone_emoji_is_drawn_as_two_cells_so_no_terminal_overwrites_the_next_letter() {
+    let mut app = lobby();
+    app.on_server_message(said("lobby", "bob", "ok 👍🏽x and 👩‍🔬y"));
+    let terminal = screen(&mut app, 80, 12);
+    let buffer = terminal.backend().buffer();
+    let (x, y) = position_of(&terminal, "👍");
+    // The base and the modifier each get their own two columns (what tmux draws), so a terminal
+    // that draws the sequence 4 columns wide cannot cover the letter after it.
+    assert_eq!(buffer[(x, y)].symbol(), "👍");
+    assert_eq!(buffer[(x + 2, y)].symbol(), "🏽");
+    assert_eq!(buffer[(x + 4, y)].symbol(), "x");
+    // A ZWJ sequence: its parts, each in its own cells.
+    let (x, y) = position_of(&terminal, "👩");
+    assert_eq!(buffer[(x, y)].symbol(), "👩");
+    assert_eq!(buffer[(x + 2, y)].symbol(), "🔬");
+    assert_eq!(buffer[(x + 4, y)].symbol(), "y");
+}
+
+#[test]
+fn the_delivery_mark_sits_after_the_nick_in_one_column() {
+    let mut app = lobby();
+    let mut next = 2;
+    type_line(&mut app, "hello everyone");
+    type_line(&mut app, "only acknowledged");
+    flush(&mut app, &mut next);
+    type_line(&mut app, "on its way");
+    app.on_acknowledged(4);
+    app.on_server_message(said("lobby", "ada", "hello everyone"));
+    for width in [80, 50] {
+        let terminal = screen(&mut app, width, 16);
+        let delivered = position_of(&terminal, "ada ✓✓ │ hello everyone");
+        let acknowledged = position_of(&terminal, "ada ✓  │ only acknowledged");
+        let pending = position_of(&terminal, "ada ⋯  │ on its way");
+        assert_eq!(delivered.0, acknowledged.0, "aligned");
+        assert_eq!(delivered.0, pending.0, "aligned");
+    }
+}
+
+#[test]
+fn a_short_word_stays_with_the_cjk_text_after_it() {
+    // CJK text may break between any two characters: a row ends at the last such place, not
+    // at the space before the run (which would leave "ok" alone on its row).
+    assert_eq!(
+        render::wrap_text("ok 漢字漢字漢字", 8),
+        ["ok 漢字", "漢字漢字"]
+    );
+    assert_eq!(
+        render::wrap_text("see 漢字とかなの長い行", 10),
+        ["see 漢字と", "かなの長い", "行"]
+    );
+    // Closing punctuation never starts a row.
+    assert_eq!(render::wrap_text("漢字漢。字", 6), ["漢字", "漢。字"]);
+    // The parts of a split emoji sequence stay together.
+    assert_eq!(render::wrap_text("ab 👩‍🔬", 5), ["ab", "👩🔬"]);
+    // Latin text still breaks at spaces only.
+    assert_eq!(
+        render::wrap_text("hello big world", 9),
+        ["hello big", "world"]
+    );
+}
+
+#[test]
+fn the_member_list_title_lines_up_with_the_names() {
+    let mut app = lobby();
+    let terminal = screen(&mut app, 80, 12);
+    let title = position_of(&terminal, "3 here");
+    let first = position_of(&terminal, "ada  ");
+    assert_eq!(title.0, first.0, "{:?}", rows_of(&terminal));
+}
+
+#[test]
+fn a_narrow_status_bar_is_cut_with_an_ellipsis_and_keeps_the_port() {
+    let mut app = lobby();
+    for width in [50, 40, 34] {
+        let terminal = screen(&mut app, width, 12);
+        let rows = rows_of(&terminal);
+        let status = &rows[rows.len() - 2];
+        assert!(status.contains(":12345"), "{width}: {status:?}");
+        assert!(status.contains('…'), "{width}: {status:?}");
+        assert!(
+            status.trim_end().width() <= usize::from(width),
+            "{status:?}"
+        );
+    }
+    // Wide enough: everything, the whole fingerprint too.
+    let terminal = screen(&mut app, 120, 12);
+    let rows = rows_of(&terminal);
+    assert!(
+        rows[rows.len() - 2].contains("chat.example:12345 │ key 7K3Q-9XJD-M2PA"),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn nicks_on_one_screen_get_different_colours() {
+    let mut app = lobby();
+    // "bob" and "kim" hash to the same colour of a 12-colour palette.
+    for nick in ["kim", "ned", "eve", "oli"] {
+        app.on_server_message(ServerMessage::Joined {
+            room: "lobby".into(),
+            nick: nick.into(),
+        });
+        app.on_server_message(said("lobby", nick, "hi"));
+    }
+    app.on_server_message(said("lobby", "bob", "hi"));
+    let terminal = screen(&mut app, 80, 20);
+    let buffer = terminal.backend().buffer();
+    let members = app.current().members.clone();
+    let mut seen = std::collections::HashMap::new();
+    for nick in &members {
+        // In the member list (right-hand column) and on the nick's message row.
+        let (x, y) = position_of(&terminal, &format!(" {nick}  "));
+        let colour = buffer[(x + 1, y)].fg;
+        if let Some(other) = seen.insert(colour, nick.clone()) {
+            panic!("{nick} and {other} share {colour:?}");
+        }
+    }
+    for (colour, nick) in seen {
+        if ["ada", "cyd"].contains(&nick.as_str()) {
+            continue;
+        }
+        let (x, y) = position_of(&terminal, &format!("{nick}    │ hi"));
+        assert_eq!(buffer[(x, y)].fg, colour, "{nick}: one colour everywhere");
+    }
+}
+
+#[test]
+fn a_very_narrow_terminal_starts_each_message_with_its_nick_and_mark() {
+    let mut app = lobby();
+    let mut next = 2;
+    app.on_server_message(said("lobby", "bob", "ok 漢字漢字漢字漢字 and 👍🏽 thanks"));
+    type_line(&mut app, "a message of mine that wraps");
+    flush(&mut app, &mut next);
+    app.on_acknowledged(3);
+    let terminal = screen(&mut app, 24, 14);
+    insta::assert_snapshot!(terminal.backend());
 }
