@@ -20,7 +20,6 @@ use tokio::signal::unix::{SignalKind, signal};
 use udpchat_net::OsRandom;
 use udpchat_proto::client::{Client, ClientConfig, ClientEvent};
 use udpchat_proto::reliable::{CloseReason, SendError};
-use udpchat_proto::room::{GUEST_PREFIX, is_valid_name, is_valid_nick};
 use udpchat_proto::text::{is_unsafe_for_terminal, neutralize};
 use udpchat_proto::wire::message::{ClientMessage, ErrorCode, MessageKind, ServerMessage, TooLong};
 use udpchat_proto::wire::packet::CloseCode;
@@ -32,7 +31,7 @@ use crate::net::{self, MAX_DATAGRAM};
 use crate::output;
 use crate::screen::{Input, spawn_stdin_lines};
 use crate::trace::{Direction, Tracer};
-use udpchat_proto::crypto::{KEY_LEN, fingerprint, normalize_fingerprint};
+use udpchat_proto::crypto::{KEY_LEN, fingerprint};
 
 /// Runs `udpchat join`.
 ///
@@ -231,23 +230,8 @@ impl KeyCheck {
 /// # Errors
 /// An invalid nick or room, an unknown host, a socket error, an unreadable `known_servers`.
 pub fn prepare(args: &JoinArgs) -> Result<Prepared> {
-    // Refuse what the server would refuse before saying anything to it.
-    for (what, name) in [("nick", &args.nick), ("room", &args.room)] {
-        if !is_valid_name(name) {
-            bail!(
-                "'{name}' is not a valid {what}: 1 to 32 letters, digits or -_.[]{{}}|^, not starting with a digit or -"
-            );
-        }
-    }
-    if !is_valid_nick(&args.nick) {
-        bail!(
-            "'{}' is not a valid nick: letters of one script only (no Cyrillic or Greek letters among Latin ones)",
-            args.nick
-        );
-    }
-    if args.nick.to_lowercase().starts_with(GUEST_PREFIX) {
-        bail!("nicks starting with '{GUEST_PREFIX}' are reserved for plain-text guests");
-    }
+    // The nick, the room and the key's fingerprint were checked with the command line
+    // (`cli::parse_nick` and its siblings): nothing the server would refuse is said to it.
     let server = addr::resolve(&args.server)?;
     let std_socket = net::bind_for(server)?;
     std_socket
@@ -257,12 +241,8 @@ pub fn prepare(args: &JoinArgs) -> Result<Prepared> {
     let socket = UdpSocket::from_std(std_socket)?;
     let local = socket.local_addr()?;
 
-    let wanted = match &args.server_key {
-        Some(text) => Some(normalize_fingerprint(text).with_context(|| {
-            format!("'{text}' is not a fingerprint (8 groups of 4 characters, as serve prints it)")
-        })?),
-        None => None,
-    };
+    // Already in normal form (`cli::parse_fingerprint`).
+    let wanted = args.server_key.clone();
     let known_path = keys::data_dir().map(|dir| dir.join("known_servers"));
     let known = match &known_path {
         Some(path) => keys::KnownServers::load(path)?,

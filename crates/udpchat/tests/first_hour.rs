@@ -1,0 +1,101 @@
+//! The first hour of a new user (issue 16): every path a newcomer takes from the README ends in
+//! a clear result. Each test drives the real binary as a user would: a command line, a pipe, a
+//! terminal (tmux).
+
+mod support;
+
+use support::run_udpchat;
+
+/// Asserts a usage error: exit status 2 and one line, `udpchat: error: …`, containing `needle`.
+fn assert_usage_error(args: &[&str], needle: &str) {
+    let (code, _, stderr) = run_udpchat(args);
+    assert_eq!(code, 2, "{args:?}: a usage error exits 2; stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr:?}");
+    assert!(
+        stderr.starts_with("udpchat: error: "),
+        "{args:?}: the one error format: {stderr:?}"
+    );
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: {stderr:?} lacks {needle:?}"
+    );
+}
+
+// ---- Exit codes and error lines: one rule everywhere ----
+
+#[test]
+fn every_bad_command_line_exits_2_with_one_line() {
+    for (args, needle) in [
+        // A bad port, in every mode that takes one.
+        (&["send", "127.0.0.1:70000"][..], "bad port '70000'"),
+        (&["probe", "127.0.0.1:70000"], "bad port '70000'"),
+        (&["chat", "127.0.0.1:70000"], "bad port '70000'"),
+        (
+            &["join", "127.0.0.1:70000", "--nick", "ada"],
+            "bad port '70000'",
+        ),
+        (&["recv", "--port", "70000"], "'70000'"),
+        (&["chat", "--listen", "70000"], "'70000'"),
+        (&["check", "70000"], "'70000'"),
+        (&["serve", "--port", "70000"], "'70000'"),
+        // Bad address syntax.
+        (&["send", "localhost"], "missing port in 'localhost'"),
+        (&["send", "::1:12345"], "IPv6 addresses need brackets"),
+        (&["probe", "host:0"], "bad port '0'"),
+        // A malformed fingerprint.
+        (
+            &[
+                "join",
+                "127.0.0.1:9",
+                "--nick",
+                "ada",
+                "--server-key",
+                "zzz",
+            ],
+            "not a fingerprint",
+        ),
+        // Nicks and rooms the server would refuse.
+        (
+            &["join", "127.0.0.1:9", "--nick", "1abc"],
+            "not a valid nick",
+        ),
+        (
+            &["join", "127.0.0.1:9", "--nick", "ada", "--room", "no room"],
+            "not a valid room",
+        ),
+        (
+            &["join", "127.0.0.1:9", "--nick", "guest-1"],
+            "reserved for plain-text guests",
+        ),
+    ] {
+        assert_usage_error(args, needle);
+    }
+}
+
+#[test]
+fn a_runtime_failure_exits_1() {
+    let (code, _, stderr) = run_udpchat(&["send", "no-such-host.invalid:12345"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.starts_with("udpchat: error: unknown host"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_port_alone_suggests_a_host_to_put_before_it() {
+    assert_usage_error(&["send", "12345"], "127.0.0.1:12345");
+    let (_, _, stderr) = run_udpchat(&["send", "12345"]);
+    assert!(stderr.contains("localhost:12345"), "{stderr}");
+    assert!(!stderr.contains("12345:12345"), "{stderr}");
+}
+
+#[test]
+fn a_nick_starting_with_a_dash_is_refused_as_a_nick() {
+    for flag in ["--nick", "-n"] {
+        assert_usage_error(
+            &["join", "127.0.0.1:9", flag, "-dash"],
+            "a nick cannot start with '-'",
+        );
+    }
+}
