@@ -321,7 +321,8 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
     let mut leave_by: Option<Instant> = None;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut exit = ExitCode::SUCCESS;
-    // The server's key was refused: say so once, and nothing about the connection after it.
+    // The server's key or the nick was refused: say so once, and nothing about the connection
+    // after it.
     let mut refused = false;
     loop {
         session.retry_pending(&mut client);
@@ -332,12 +333,19 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
                 ClientEvent::Connected => {
                     printer.status(&format!("connected to {server}"), "connected")
                 }
+                // The program is ending (a refused nick or key): what the server still says
+                // (its "choose a nick first" to the lines sent after the nick) is not news.
+                ClientEvent::Message(_) if refused => {}
                 ClientEvent::Message(message) => {
                     if let Some(fatal) = session.first_nick.refusal(&message) {
-                        printer.show(&message)?;
+                        // One line says it; JSON readers get the event as well.
+                        if args.json {
+                            printer.show(&message)?;
+                        }
                         output::status(&format!("udpchat: error: {fatal}"));
                         client.close(Instant::now());
                         exit = ExitCode::FAILURE;
+                        refused = true;
                         continue;
                     }
                     printer.show(&message)?;

@@ -4,7 +4,8 @@
 
 mod support;
 
-use support::run_udpchat;
+use support::tmux::Tmux;
+use support::{Proc, run_udpchat, serve_rooms};
 
 /// Asserts a usage error: exit status 2 and one line, `udpchat: error: …`, containing `needle`.
 fn assert_usage_error(args: &[&str], needle: &str) {
@@ -98,4 +99,50 @@ fn a_nick_starting_with_a_dash_is_refused_as_a_nick() {
             "a nick cannot start with '-'",
         );
     }
+}
+
+// ---- A taken nick ----
+
+#[test]
+fn a_taken_nick_is_one_error_line_and_exit_1() {
+    let (_server, port) = serve_rooms(&["--bind", "127.0.0.1"]);
+    let ada = support::join_json(port, "ada", &[]);
+    while !ada.stdout_line().contains(r#""type":"join""#) {}
+    let target = format!("127.0.0.1:{port}");
+    let mut impostor = Proc::udpchat(&["join", &target, "--nick", "ADA"]);
+    impostor.send_line("hello, it is me");
+    let status = impostor.wait();
+    let stdout = impostor.rest_of_stdout();
+    let stderr = impostor.stderr_so_far();
+    assert_eq!(status.code(), Some(1), "{stderr:#?}");
+    assert_eq!(stdout, Vec::<String>::new(), "nothing but the error line");
+    let errors: Vec<&String> = stderr.iter().filter(|l| !l.starts_with("* ")).collect();
+    assert_eq!(errors, ["udpchat: error: nick ADA is taken"], "{stderr:#?}");
+    assert!(
+        !stderr
+            .iter()
+            .any(|l| l.contains("choose a nick") || l == "* left"),
+        "{stderr:#?}"
+    );
+}
+
+#[test]
+fn a_taken_nick_in_the_full_screen_ui_leaves_one_error_line() {
+    let (_server, port) = serve_rooms(&["--bind", "127.0.0.1"]);
+    let ada = support::join_json(port, "dee", &[]);
+    while !ada.stdout_line().contains(r#""type":"join""#) {}
+    let command = format!(
+        "env XDG_DATA_HOME={} {} join 127.0.0.1:{port} --nick dee; echo EXIT=$?; sleep 60",
+        support::data_home().display(),
+        env!("CARGO_BIN_EXE_udpchat"),
+    );
+    let tmux = Tmux::start_sized("first-hour-taken", &command, 80, 20);
+    let screen = tmux.wait_for("the exit", |s| s.contains("EXIT="));
+    assert!(screen.contains("EXIT=1"), "{screen}");
+    assert_eq!(screen.matches("taken").count(), 1, "{screen}");
+    assert!(
+        screen.contains("udpchat: error: nick dee is taken"),
+        "{screen}"
+    );
+    assert!(!screen.contains("choose a nick"), "{screen}");
 }

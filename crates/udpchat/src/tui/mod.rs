@@ -304,10 +304,14 @@ async fn join_loop(
                     app.status.rtt = client.rtt();
                     app.status_notice(&format!("connected to {server}"));
                 }
+                // Ending (a refused nick or key): the server's answers to what was queued
+                // after the nick ("choose a nick first") are not news.
+                ClientEvent::Message(_) if refused => {}
                 ClientEvent::Message(message) => {
                     if let Some(text) = first_nick.refusal(&message) {
                         farewell.push(format!("udpchat: error: {text}"));
                         exit = ExitCode::FAILURE;
+                        refused = true;
                         client.close(Instant::now());
                     }
                     app.on_server_message(message);
