@@ -204,6 +204,9 @@ pub struct JoinArgs {
     /// before leaving with lines unacknowledged (the wait starts again at each one).
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub linger: Duration,
+    /// How long to wait for the server's first answer before giving up.
+    #[arg(long, value_name = "SECONDS", default_value = "20", value_parser = parse_seconds)]
+    pub connect_timeout: Duration,
     /// The server's key fingerprint, as `udpchat serve` prints it: refuse any other key. By
     /// default the first key seen is pinned in `known_servers` (trust on first use) and a
     /// changed key is refused.

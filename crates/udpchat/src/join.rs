@@ -260,6 +260,7 @@ pub fn prepare(args: &JoinArgs) -> Result<Prepared> {
 
     let mut rng = OsRandom::new().context("no randomness")?;
     let config = ClientConfig {
+        connect_timeout: args.connect_timeout,
         secure: Some(pinned),
         expected_fingerprint: wanted.clone(),
         ..ClientConfig::default()
@@ -324,14 +325,28 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
     // The server's key or the nick was refused: say so once, and nothing about the connection
     // after it.
     let mut refused = false;
+    let mut progress = Progress::new(
+        !args.json && std::io::stderr().is_terminal(),
+        &keys.server_name,
+    );
     loop {
         session.retry_pending(&mut client);
         transmit(&socket, &mut client, tracer, local, server).await;
         while let Some(event) = client.poll_event() {
+            progress.clear();
             match event {
                 ClientEvent::Connected if refused => {}
                 ClientEvent::Connected => {
                     printer.status(&format!("connected to {server}"), "connected")
+                }
+                ClientEvent::NotARoomServer => {
+                    output::status(&format!(
+                        "udpchat: error: {}",
+                        not_a_room_server(&keys.server_name)
+                    ));
+                    exit = ExitCode::FAILURE;
+                    refused = true;
+                    client.close(Instant::now());
                 }
                 // The program is ending (a refused nick or key): what the server still says
                 // (its "choose a nick first" to the lines sent after the nick) is not news.
@@ -380,6 +395,13 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
                     refused = true;
                 }
                 ClientEvent::Closed(_) if refused => {}
+                ClientEvent::Closed(CloseReason::TimedOut) if !progress.connected => {
+                    output::status(&format!(
+                        "udpchat: error: {}",
+                        no_answer(&keys.server_name, args.connect_timeout)
+                    ));
+                    exit = ExitCode::FAILURE;
+                }
                 ClientEvent::Closed(reason) => {
                     let (text, ok) = describe_close(reason);
                     if is_violation(reason) {
@@ -420,7 +442,11 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
                 continue;
             }
         }
-        let deadline = [client.poll_timeout(), leave_by]
+        if client.is_connected() {
+            progress.connected = true;
+        }
+        progress.show(Instant::now());
+        let deadline = [client.poll_timeout(), leave_by, progress.next]
             .into_iter()
             .flatten()
             .min();
@@ -434,6 +460,7 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
                 }
                 Err(e) if net::is_icmp_report(&e) => {
                     if !client.is_connected() {
+                        progress.clear();
                         bail!("nobody is listening at {server} (ICMP port unreachable)");
                     }
                 }
@@ -474,6 +501,70 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
         if client.poll_timeout().is_some_and(|t| t <= now) {
             client.handle_timeout(now);
         }
+    }
+}
+
+/// The error for a server that answered the Hello with something that is not udpchat's.
+pub(crate) fn not_a_room_server(server: &str) -> String {
+    format!(
+        "{server} answered, but it is not a udpchat room server (is `udpchat serve` running there?)"
+    )
+}
+
+/// The error for a server that never answered the Hello within `timeout`.
+pub(crate) fn no_answer(server: &str, timeout: Duration) -> String {
+    format!(
+        "no answer from {server} within {} (is `udpchat serve` running there?)",
+        crate::send::fmt_secs(timeout)
+    )
+}
+
+/// While the handshake waits, on a terminal: one stderr line, rewritten each second, so that
+/// a silent server is not a silent program (`waiting for 127.0.0.1:12345… 3 s`).
+struct Progress {
+    /// What is waited for, as the user named it.
+    server: String,
+    /// When the wait began.
+    started: Instant,
+    /// When the line is next rewritten; `None` once it is gone for good (or never shown).
+    next: Option<Instant>,
+    /// The line is on the screen now.
+    shown: bool,
+    /// The client was connected (a later timeout is not the connect timeout).
+    connected: bool,
+}
+
+impl Progress {
+    fn new(on_terminal: bool, server: &str) -> Self {
+        let now = Instant::now();
+        Self {
+            server: server.to_owned(),
+            started: now,
+            next: on_terminal.then_some(now),
+            shown: false,
+            connected: false,
+        }
+    }
+
+    /// Rewrites the line when its second has come.
+    fn show(&mut self, now: Instant) {
+        let Some(next) = self.next else { return };
+        if now < next {
+            return;
+        }
+        let waited = now.saturating_duration_since(self.started).as_secs();
+        output::status_in_place(&format!("waiting for {}… {waited} s", self.server));
+        self.shown = true;
+        self.next = Some(next + Duration::from_secs(1));
+    }
+
+    /// Erases the line for good: something happened, and is said on its own line.
+    fn clear(&mut self) {
+        if self.shown {
+            output::status_in_place("");
+        }
+        self.shown = false;
+        self.next = None;
     }
 }
 

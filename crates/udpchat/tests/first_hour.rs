@@ -5,7 +5,7 @@
 mod support;
 
 use support::tmux::Tmux;
-use support::{Proc, run_udpchat, serve_rooms};
+use support::{Proc, local_socket, recv_text, run_udpchat, serve_rooms};
 
 /// Asserts a usage error: exit status 2 and one line, `udpchat: error: …`, containing `needle`.
 fn assert_usage_error(args: &[&str], needle: &str) {
@@ -99,6 +99,67 @@ fn a_nick_starting_with_a_dash_is_refused_as_a_nick() {
             "a nick cannot start with '-'",
         );
     }
+}
+
+// ---- `join` to something that is not a room server ----
+
+#[test]
+fn join_to_a_plain_text_answer_says_it_is_not_a_room_server() {
+    // What `udpchat chat --listen` (or `recv --reply`, or an echo service) does with the Hello.
+    let impostor = local_socket();
+    let target = impostor.local_addr().unwrap().to_string();
+    let mut join = Proc::udpchat(&["join", &target, "--nick", "ada"]);
+    let (_hello, from) = recv_text(&impostor);
+    impostor.send_to(b"who are you?\n", from).unwrap();
+    let status = join.wait();
+    let stderr = join.stderr_so_far();
+    assert_eq!(status.code(), Some(1), "{stderr:#?}");
+    let errors: Vec<&String> = stderr.iter().filter(|l| !l.starts_with("* ")).collect();
+    assert_eq!(
+        errors,
+        [&format!(
+            "udpchat: error: {target} answered, but it is not a udpchat room server \
+             (is `udpchat serve` running there?)"
+        )],
+        "{stderr:#?}"
+    );
+}
+
+#[test]
+fn join_to_a_silent_port_gives_up_after_the_connect_timeout_in_one_error_line() {
+    let silent = local_socket();
+    let target = silent.local_addr().unwrap().to_string();
+    let mut join = Proc::udpchat(&["join", &target, "--nick", "ada", "--connect-timeout", "0.5"]);
+    let status = join.wait();
+    let stderr = join.stderr_so_far();
+    assert_eq!(status.code(), Some(1), "{stderr:#?}");
+    let errors: Vec<&String> = stderr.iter().filter(|l| !l.starts_with("* ")).collect();
+    assert_eq!(
+        errors,
+        [&format!(
+            "udpchat: error: no answer from {target} within 0.5s (is `udpchat serve` running there?)"
+        )],
+        "{stderr:#?}"
+    );
+}
+
+#[test]
+fn join_shows_its_progress_on_a_terminal_while_it_waits() {
+    let silent = local_socket();
+    let target = silent.local_addr().unwrap().to_string();
+    let command = format!(
+        "env XDG_DATA_HOME={} {} join {target} --nick ada --plain",
+        support::data_home().display(),
+        env!("CARGO_BIN_EXE_udpchat"),
+    );
+    let tmux = Tmux::start_sized("first-hour-progress", &command, 100, 10);
+    let waiting = format!("waiting for {target}");
+    tmux.wait_for("the wait shown", |s| s.contains(&waiting));
+    // One line, updated in place each second.
+    let screen = tmux.wait_for("two seconds counted", |s| {
+        s.contains(&format!("{waiting}… 2 s"))
+    });
+    assert_eq!(screen.matches(&waiting).count(), 1, "{screen}");
 }
 
 // ---- A taken nick ----

@@ -349,7 +349,27 @@ async fn join_loop(
                     exit = ExitCode::FAILURE;
                     refused = true;
                 }
+                ClientEvent::NotARoomServer => {
+                    farewell.push(format!(
+                        "udpchat: error: {}",
+                        crate::join::not_a_room_server(&keys.server_name)
+                    ));
+                    exit = ExitCode::FAILURE;
+                    refused = true;
+                    client.close(Instant::now());
+                }
                 ClientEvent::Closed(_) if refused => {}
+                // Never connected: the same error as in line mode.
+                ClientEvent::Closed(udpchat_proto::reliable::CloseReason::TimedOut)
+                    if matches!(app.status.link, Link::Connecting) =>
+                {
+                    farewell.push(format!(
+                        "udpchat: error: {}",
+                        crate::join::no_answer(&keys.server_name, args.connect_timeout)
+                    ));
+                    exit = ExitCode::FAILURE;
+                    app.status.link = Link::Closed("no answer".into());
+                }
                 ClientEvent::Closed(reason) => {
                     let (text, ok) = describe_close(reason);
                     app.status.link = Link::Closed(text.clone());
