@@ -207,3 +207,72 @@ fn a_taken_nick_in_the_full_screen_ui_leaves_one_error_line() {
     );
     assert!(!screen.contains("choose a nick"), "{screen}");
 }
+
+// ---- The README: how to get the command, and samples that stay true ----
+
+/// The README's text.
+fn readme() -> String {
+    std::fs::read_to_string(support::root().join("README.md")).expect("README.md")
+}
+
+/// The README's section under the heading `title` (up to the next `## ` heading).
+fn section(readme: &str, title: &str) -> String {
+    let start = readme
+        .find(&format!("\n## {title}\n"))
+        .unwrap_or_else(|| panic!("no section {title:?}"));
+    let rest = &readme[start + 1..];
+    let end = rest[3..].find("\n## ").map_or(rest.len(), |i| i + 3);
+    rest[..end].to_owned()
+}
+
+/// The README's fenced blocks: (info string, lines).
+fn fenced_blocks(text: &str) -> Vec<(String, Vec<String>)> {
+    let mut blocks = Vec::new();
+    let mut current: Option<(String, Vec<String>)> = None;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        match (&mut current, trimmed.strip_prefix("```")) {
+            (None, Some(info)) => current = Some((info.to_owned(), Vec::new())),
+            (Some(_), Some(_)) => blocks.extend(current.take()),
+            (Some((_, lines)), None) => lines.push(trimmed.to_owned()),
+            (None, None) => {}
+        }
+    }
+    blocks
+}
+
+#[test]
+fn the_readme_says_how_to_get_the_udpchat_command_right_after_the_two_commands() {
+    let readme = readme();
+    let intro = &readme[..readme.find("\n## ").unwrap()];
+    assert!(
+        !intro.contains("Coming next"),
+        "the TUI and bench exist: {intro}"
+    );
+    let two = section(&readme, "Two commands");
+    let blocks = fenced_blocks(&two);
+    assert_eq!(blocks.len(), 1, "{two}");
+    let commands = blocks[0].1.iter().filter(|l| !l.trim().is_empty()).count();
+    assert_eq!(commands, 2, "exactly two commands: {two}");
+    // The next section, before any bare `udpchat` command is used.
+    let after = &readme[readme.find(&two).unwrap() + two.len()..];
+    let next = &after[..after[3..].find("\n## ").unwrap()];
+    assert!(
+        next.contains("cargo install --path crates/udpchat"),
+        "{next}"
+    );
+    assert!(next.contains("target/release/udpchat"), "{next}");
+    let manifest =
+        std::fs::read_to_string(support::root().join("crates/udpchat/Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains("name = \"udpchat\""),
+        "the path installs udpchat"
+    );
+    let before = &readme[..readme.find(next).unwrap()];
+    let lab = &readme[readme.find(next).unwrap() + next.len()..];
+    assert!(
+        !before.contains("\nudpchat "),
+        "no bare udpchat before it is explained"
+    );
+    assert!(lab.contains("\nudpchat recv"), "the lab's steps use it");
+}
