@@ -228,13 +228,21 @@ fn section(readme: &str, title: &str) -> String {
 /// The README's fenced blocks: (info string, lines).
 fn fenced_blocks(text: &str) -> Vec<(String, Vec<String>)> {
     let mut blocks = Vec::new();
+    // The open block, and the indentation of its fence (a block in a list item is indented).
     let mut current: Option<(String, Vec<String>)> = None;
+    let mut indent = 0;
     for line in text.lines() {
         let trimmed = line.trim_start();
         match (&mut current, trimmed.strip_prefix("```")) {
-            (None, Some(info)) => current = Some((info.to_owned(), Vec::new())),
+            (None, Some(info)) => {
+                indent = line.len() - trimmed.len();
+                current = Some((info.to_owned(), Vec::new()));
+            }
             (Some(_), Some(_)) => blocks.extend(current.take()),
-            (Some((_, lines)), None) => lines.push(trimmed.to_owned()),
+            (Some((_, lines)), None) => {
+                let cut = line.len().min(indent).min(line.len() - trimmed.len());
+                lines.push(line[cut..].to_owned());
+            }
             (None, None) => {}
         }
     }
@@ -275,4 +283,84 @@ fn the_readme_says_how_to_get_the_udpchat_command_right_after_the_two_commands()
         "no bare udpchat before it is explained"
     );
     assert!(lab.contains("\nudpchat recv"), "the lab's steps use it");
+}
+
+/// A line reduced to its shape: what changes from run to run (times, ports, fingerprints,
+/// paths, connection ids, guest names, buffer sizes) becomes a placeholder, and a `^C` echoed by
+/// the terminal is dropped.
+fn shape(line: &str) -> String {
+    let rules = [
+        (r"^\^C", ""),
+        (r"\b\d{2}:\d{2}:\d{2}\.\d{6}\b", "TIME"),
+        (r"\b[0-9A-Z]{4}(-[0-9A-Z]{4}){7}\b", "FINGERPRINT"),
+        (r"/[^\s;]+", "PATH"),
+        (r"\b[0-9a-f]{16}\b", "ID"),
+        (r"\bguest-[0-9a-z]+\b", "GUEST"),
+        (
+            r"\b\d+ KiB receive and \d+ KiB send",
+            "N KiB receive and N KiB send",
+        ),
+        (r"(\d|\]):\d+\b", "$1:PORT"),
+    ];
+    let mut line = line.trim_end().to_owned();
+    for (pattern, replacement) in rules {
+        let re = regex::Regex::new(pattern).expect("a valid pattern");
+        line = re.replace_all(&line, replacement).into_owned();
+    }
+    line
+}
+
+/// The README's `text` block that starts with the line `first`.
+fn readme_sample(first: &str) -> Vec<String> {
+    fenced_blocks(&readme())
+        .into_iter()
+        .find(|(info, lines)| info == "text" && lines.first().is_some_and(|l| l == first))
+        .unwrap_or_else(|| panic!("no README sample starting {first:?}"))
+        .1
+}
+
+/// Asserts that `real` lines have the shape of the README's `sample` lines, one for one.
+fn assert_same_shape(what: &str, sample: &[String], real: &[String]) {
+    let sample: Vec<String> = sample.iter().map(|l| shape(l)).collect();
+    let real: Vec<String> = real.iter().map(|l| shape(l)).collect();
+    assert_eq!(
+        sample, real,
+        "the README's sample of {what} (left) no longer matches the real output (right)"
+    );
+}
+
+#[test]
+fn the_readmes_serve_sample_is_what_serve_prints() {
+    let sample = readme_sample("$ udpchat serve");
+    // A server key of its own, loaded (not created) as in the sample.
+    let key = support::data_home().join("readme-serve.key");
+    let key = key.to_str().unwrap();
+    let (mut first, _) = serve_rooms(&["--key-file", key]);
+    first.signal("INT");
+    first.expect_success();
+    let (mut server, port) = serve_rooms(&["--key-file", key]);
+    let target = format!("127.0.0.1:{port}");
+    // The events of the sample, one after the other, each awaited in the server's log.
+    let mut client = Proc::udpchat(&["join", &target, "--nick", "ada", "--json"]);
+    server.stderr_line_containing("connected (connection");
+    let guest = local_socket();
+    guest.send_to(b"hello", ("127.0.0.1", port)).unwrap();
+    server.stderr_line_containing("+ guest");
+    guest.send_to(b"bye", ("127.0.0.1", port)).unwrap();
+    server.stderr_line_containing("- guest");
+    client.close_stdin();
+    client.expect_success();
+    server.stderr_line_containing("disconnected");
+    server.signal("INT");
+    server.expect_success();
+    let mut real = vec![sample[0].clone()];
+    real.extend(server.stderr_so_far());
+    // The sample shows the note on socket buffers; a kernel that grants them prints none.
+    let note = |l: &String| l.starts_with("note: the kernel capped");
+    let sample: Vec<String> = if real.iter().any(note) {
+        sample
+    } else {
+        sample.into_iter().filter(|l| !note(l)).collect()
+    };
+    assert_same_shape("serve", &sample, &real);
 }
