@@ -330,6 +330,38 @@ fn assert_same_shape(what: &str, sample: &[String], real: &[String]) {
 }
 
 #[test]
+fn the_readmes_trace_sample_is_what_send_trace_prints() {
+    let sample = readme_sample("$ udpchat send 127.0.0.1:12345 --wait 2 --trace");
+    let server = Proc::udpchat(&[
+        "recv",
+        "--reply",
+        "hi",
+        "--port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+    ]);
+    let port = server.listening_port();
+    // Both streams in one pipe, in the order the user's terminal shows them.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} send 127.0.0.1:{port} --wait 2 --trace 2>&1",
+            env!("CARGO_BIN_EXE_udpchat")
+        ))
+        .output()
+        .expect("sh");
+    assert!(out.status.success(), "{out:?}");
+    let mut real = vec![sample[0].clone()];
+    real.extend(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned),
+    );
+    assert_same_shape("send --trace", &sample, &real);
+}
+
+#[test]
 fn the_readmes_serve_sample_is_what_serve_prints() {
     let sample = readme_sample("$ udpchat serve");
     // A server key of its own, loaded (not created) as in the sample.
@@ -363,4 +395,18 @@ fn the_readmes_serve_sample_is_what_serve_prints() {
         sample.into_iter().filter(|l| !note(l)).collect()
     };
     assert_same_shape("serve", &sample, &real);
+}
+
+#[test]
+fn the_readmes_first_start_sample_is_what_serve_prints() {
+    let sample = fenced_blocks(&readme())
+        .into_iter()
+        .find(|(_, lines)| lines.len() == 1 && lines[0].starts_with("server key created in"))
+        .expect("the README's first-start sample")
+        .1;
+    let key = support::data_home().join("readme-first-start.key");
+    let _ = std::fs::remove_file(&key);
+    let server = Proc::udpchat(&["serve", "--port", "0", "--key-file", key.to_str().unwrap()]);
+    let line = server.stderr_line_containing("server key");
+    assert_same_shape("serve's first start", &sample, &[line]);
 }
