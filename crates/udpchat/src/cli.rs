@@ -313,7 +313,7 @@ pub fn parse_target(text: &str) -> Result<String, AddrError> {
     Target::parse(text).map(|_| text.to_owned())
 }
 
-/// A nick the server could accept (see [`parse_name`]), written in one script, and not a
+/// A nick the server could accept (the rules of [`is_valid_name`]), written in one script, and not a
 /// guest's.
 ///
 /// # Errors
@@ -334,7 +334,7 @@ pub fn parse_nick(text: &str) -> Result<String, String> {
     Ok(nick)
 }
 
-/// A room name the server could accept (see [`parse_name`]).
+/// A room name the server could accept (the rules of [`is_valid_name`]).
 ///
 /// # Errors
 /// The reason, in words.
