@@ -410,3 +410,61 @@ fn the_readmes_first_start_sample_is_what_serve_prints() {
     let line = server.stderr_line_containing("server key");
     assert_same_shape("serve's first start", &sample, &[line]);
 }
+
+// ---- bench says how long it will take ----
+
+#[test]
+fn bench_says_how_long_it_will_take_before_it_starts() {
+    let mut bench = Proc::udpchat(&[
+        "bench",
+        "--members",
+        "2",
+        "--targets",
+        "relay",
+        "--duration",
+        "0.2",
+        "--repeat",
+        "1",
+        "--idle",
+        "0",
+    ]);
+    let estimate = bench.stderr_line_containing("bench:");
+    assert_eq!(
+        shape(&estimate),
+        shape("bench: 1 measurements, about 12 rounds of 0.2s: expect about 14 seconds"),
+        "the first line says it, before any round"
+    );
+    bench.expect_success();
+}
+
+#[test]
+fn the_readmes_bench_estimate_is_what_bench_says() {
+    use clap::Parser;
+    let readme = readme();
+    let command = readme
+        .lines()
+        .find(|l| l.contains("bench --members 10") && l.contains("# one quick comparison"))
+        .expect("the README's quick comparison");
+    let (command, comment) = command.split_once('#').unwrap();
+    let args = command
+        .trim()
+        .strip_prefix("cargo run --release -- ")
+        .unwrap();
+    let cli = udpchat::cli::Cli::try_parse_from(
+        std::iter::once("udpchat").chain(args.split_whitespace()),
+    )
+    .unwrap();
+    let udpchat::cli::Command::Bench(args) = cli.command else {
+        panic!("not a bench command: {command}")
+    };
+    let estimate = udpchat::bench::Estimate::of(
+        &args,
+        args.targets.split(',').count(),
+        args.members.split(',').count(),
+    );
+    let said = format!("bench: {estimate}");
+    let sample = readme_sample(&said);
+    assert_eq!(sample, std::slice::from_ref(&said));
+    let about = said.split("expect ").nth(1).unwrap();
+    assert!(comment.trim().ends_with(about), "{comment:?} vs {said:?}");
+}
