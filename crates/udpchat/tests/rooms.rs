@@ -469,9 +469,12 @@ fn server_key_pins_explicitly() {
         "--server-key",
         "nonsense",
     ]);
-    assert_eq!(code, 1);
+    // A malformed fingerprint is a usage error (issue 16: it exited 1).
+    assert_eq!(code, 2);
     assert!(
-        stderr.contains("'nonsense' is not a fingerprint"),
+        stderr.contains(
+            "invalid value 'nonsense' for '--server-key <FINGERPRINT>': not a fingerprint"
+        ),
         "{stderr}"
     );
 }
