@@ -96,14 +96,15 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Room sizes to measure, comma-separated.
-    #[arg(long, default_value = "2,10,100,1000")]
+    #[arg(long, default_value = "2,10,100,1000", value_parser = parse_room_sizes)]
     pub members: String,
     /// What to measure, comma-separated: udpchat-framed, udpchat-plain (guests taking one
     /// line per datagram, as the lab's client), udpchat-nc (guests reading lines, as `nc -u`),
     /// relay, python.
     #[arg(
         long,
-        default_value = "udpchat-framed,udpchat-plain,udpchat-nc,relay,python"
+        default_value = "udpchat-framed,udpchat-plain,udpchat-nc,relay,python",
+        value_parser = parse_bench_targets
     )]
     pub targets: String,
     /// Members that send (at most the room size).
@@ -364,6 +365,32 @@ pub fn parse_fingerprint(text: &str) -> Result<String, String> {
     normalize_fingerprint(text).ok_or_else(|| {
         "not a fingerprint (8 groups of 4 characters, as serve prints it)".to_owned()
     })
+}
+
+/// `bench --targets`: comma-separated names of targets `bench` knows.
+///
+/// # Errors
+/// The first unknown name, with the known ones.
+pub fn parse_bench_targets(text: &str) -> Result<String, String> {
+    for name in text.split(',') {
+        crate::bench::Target::parse(name).map_err(|e| e.to_string())?;
+    }
+    Ok(text.to_owned())
+}
+
+/// `bench --members`: comma-separated room sizes, each at least 2.
+///
+/// # Errors
+/// The first size that is not a number, or under 2.
+pub fn parse_room_sizes(text: &str) -> Result<String, String> {
+    for size in text.split(',') {
+        match size.trim().parse::<usize>() {
+            Ok(n) if n >= 2 => {}
+            Ok(_) => return Err("a room needs at least 2 members to relay anything".into()),
+            Err(_) => return Err(format!("'{size}' is not a member count")),
+        }
+    }
+    Ok(text.to_owned())
 }
 
 /// Parses a positive number of seconds, fractions allowed (`0.5`, `2`, `30`).

@@ -528,11 +528,12 @@ fn bench_measures_a_small_room_and_writes_its_report() {
 
 #[test]
 fn bench_refuses_bad_arguments_in_one_line() {
+    // Usage errors, exit 2, like every bad argument (issue 16: these exited 1).
     let (code, _, stderr) = support::run_udpchat(&["bench", "--targets", "redis"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(stderr.contains("unknown target 'redis'"), "{stderr}");
     let (code, _, stderr) = support::run_udpchat(&["bench", "--members", "1"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(stderr.contains("at least 2 members"), "{stderr}");
     let (code, _, stderr) = support::run_udpchat(&["bench", "--repeat", "0"]);
     assert_eq!(code, 2, "a usage error, as clap reports them");

@@ -68,6 +68,16 @@ fn every_bad_command_line_exits_2_with_one_line() {
             &["join", "127.0.0.1:9", "--nick", "guest-1"],
             "reserved for plain-text guests",
         ),
+        // What bench is asked to measure.
+        (
+            &["bench", "--targets", "relay,redis"],
+            "unknown target 'redis'",
+        ),
+        (&["bench", "--members", "10,1"], "at least 2 members"),
+        (
+            &["bench", "--members", "ten"],
+            "'ten' is not a member count",
+        ),
     ] {
         assert_usage_error(args, needle);
     }
