@@ -404,16 +404,15 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
                 }
                 ClientEvent::Closed(reason) => {
                     let (text, ok) = describe_close(reason);
-                    if is_violation(reason) {
-                        // An error, in the project's one-line form (and in JSON for scripts).
+                    if ok {
+                        printer.status(&text, "closed");
+                    } else {
+                        // A failure (exit 1): in the project's one error form (and in JSON
+                        // for scripts).
                         output::status(&format!("udpchat: error: {text}"));
                         if args.json {
                             printer.status(&text, "closed");
                         }
-                    } else {
-                        printer.status(&text, "closed");
-                    }
-                    if !ok {
                         exit = ExitCode::FAILURE;
                     }
                 }
@@ -658,14 +657,6 @@ pub(crate) fn too_long_line(line: u64, too_long: TooLong) -> String {
             "line {line}: the {field} is {len} bytes, longer than the {max} bytes allowed; not sent"
         )
     }
-}
-
-/// Whether the connection ended because one side broke the protocol: an error to report.
-pub(crate) fn is_violation(reason: CloseReason) -> bool {
-    matches!(
-        reason,
-        CloseReason::ProtocolViolation | CloseReason::ClosedByPeer(CloseCode::ProtocolViolation)
-    )
 }
 
 /// Words for how the connection ended, and whether that is a normal end.

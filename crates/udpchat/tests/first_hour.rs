@@ -478,3 +478,27 @@ fn the_readmes_bench_estimate_is_what_bench_says() {
     let about = said.split("expect ").nth(1).unwrap();
     assert!(comment.trim().ends_with(about), "{comment:?} vs {said:?}");
 }
+
+// ---- One error format for every failure ----
+
+#[test]
+fn the_server_going_away_ends_join_with_one_error_line() {
+    let (mut server, port) = serve_rooms(&["--bind", "127.0.0.1"]);
+    let ada = support::join_json(port, "ada", &[]);
+    while !ada.stdout_line().contains(r#""type":"join""#) {}
+    let target = format!("127.0.0.1:{port}");
+    let mut bob = Proc::udpchat(&["join", &target, "--nick", "bob"]);
+    bob.stderr_line_containing("connected to");
+    server.stderr_line_containing("+ 127.0.0.1");
+    server.stderr_line_containing("+ 127.0.0.1");
+    server.signal("INT");
+    server.expect_success();
+    let status = bob.wait();
+    let stderr = bob.stderr_so_far();
+    assert_eq!(status.code(), Some(1), "{stderr:#?}");
+    assert_eq!(
+        stderr.last().map(String::as_str),
+        Some("udpchat: error: the server shut down"),
+        "{stderr:#?}"
+    );
+}

@@ -42,7 +42,7 @@ use udpchat_proto::lab::{Conversation, EndReason, Event as LabEvent, Turn};
 use udpchat_proto::wire::message::ClientMessage;
 
 use crate::cli::JoinArgs;
-use crate::join::{FirstNick, KeyCheck, KeyVerdict, describe_close, is_violation, transmit};
+use crate::join::{FirstNick, KeyCheck, KeyVerdict, describe_close, transmit};
 use crate::net::{self, MAX_DATAGRAM};
 use crate::trace::{Direction, Tracer};
 use app::{App, Link};
@@ -376,8 +376,7 @@ async fn join_loop(
                     app.status_notice(&text);
                     if !ok {
                         exit = ExitCode::FAILURE;
-                        let error = if is_violation(reason) { "error: " } else { "" };
-                        farewell.push(format!("udpchat: {error}{text}"));
+                        farewell.push(format!("udpchat: error: {text}"));
                     }
                 }
             }
