@@ -310,6 +310,7 @@ fn shape(line: &str) -> String {
             r"\b\d+ KiB receive and \d+ KiB send",
             "N KiB receive and N KiB send",
         ),
+        (r"\budp port \d+", "udp port PORT"),
         (r"(\d|\]):\d+\b", "$1:PORT"),
     ];
     let mut line = line.trim_end().to_owned();
@@ -501,4 +502,78 @@ fn the_server_going_away_ends_join_with_one_error_line() {
         Some("udpchat: error: the server shut down"),
         "{stderr:#?}"
     );
+}
+
+/// The output the README quotes in the comment of its command line that starts with
+/// `command`: `udpchat recv   # server: prints "hello from …", then exits` gives `hello from …`.
+fn readme_quoted_output(command: &str) -> String {
+    let readme = readme();
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with(command) && l.contains('#'))
+        .unwrap_or_else(|| panic!("no README line {command:?}"));
+    let comment = line.split_once('#').unwrap().1;
+    let quoted = comment.split('"').nth(1).expect("a quoted output");
+    quoted.to_owned()
+}
+
+#[test]
+fn the_readmes_lab_steps_print_what_it_quotes() {
+    // Step 1: recv prints the hello with its sender.
+    let mut recv = Proc::udpchat(&["recv", "--port", "0", "--bind", "127.0.0.1"]);
+    let port = recv.listening_port();
+    let target = format!("127.0.0.1:{port}");
+    let (code, _, stderr) = run_udpchat(&["send", &target]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_same_shape(
+        "recv",
+        &[readme_quoted_output("udpchat recv  ")],
+        &[recv.stdout_line()],
+    );
+    recv.expect_success();
+    // Step 2: send --wait prints the answer with its sender.
+    let recv = Proc::udpchat(&[
+        "recv",
+        "--reply",
+        "hi",
+        "--port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+    ]);
+    let target = format!("127.0.0.1:{}", recv.listening_port());
+    let (code, stdout, stderr) = run_udpchat(&["send", &target, "--wait", "2"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_same_shape(
+        "send --wait",
+        &[readme_quoted_output(
+            "udpchat send 127.0.0.1:12345 --wait 2",
+        )],
+        &[stdout.trim_end().to_owned()],
+    );
+    // The slide's question: check finds the bound port and its process.
+    let mut python = Proc::spawn("python3 bound", {
+        let mut c = std::process::Command::new("python3");
+        c.args([
+            "-u",
+            "-c",
+            "import socket, sys\n\
+                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                 s.bind(('0.0.0.0', 0))\n\
+                 print('listening on udp %s:%d' % s.getsockname(), file=sys.stderr)\n\
+                 sys.stdin.read()",
+        ]);
+        c
+    });
+    let port = python.listening_port();
+    let (code, stdout, _) = run_udpchat(&["check", &port.to_string()]);
+    assert_eq!(code, 0, "{stdout}");
+    let pid = regex::Regex::new(r"\(pid \d+\)").unwrap();
+    let sample = readme_quoted_output("udpchat check 12345");
+    assert_eq!(
+        shape(&pid.replace_all(&sample, "(pid N)")),
+        shape(&pid.replace_all(stdout.trim_end(), "(pid N)")),
+    );
+    python.close_stdin();
+    python.expect_success();
 }
