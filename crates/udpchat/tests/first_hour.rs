@@ -136,6 +136,28 @@ fn join_to_a_plain_text_answer_says_it_is_not_a_room_server() {
 }
 
 #[test]
+fn full_screen_join_to_a_plain_text_answer_says_it_is_not_a_room_server() {
+    let impostor = local_socket();
+    let target = impostor.local_addr().unwrap().to_string();
+    let command = format!(
+        "env XDG_DATA_HOME={} {} join {target} --nick ada; echo EXIT=$?; sleep 60",
+        support::data_home().display(),
+        env!("CARGO_BIN_EXE_udpchat"),
+    );
+    let tmux = Tmux::start_sized("first-hour-impostor", &command, 100, 10);
+    let (_hello, from) = recv_text(&impostor);
+    impostor.send_to(b"who are you?\n", from).unwrap();
+    let screen = tmux.wait_for("the exit", |s| s.contains("EXIT="));
+    assert!(screen.contains("EXIT=1"), "{screen}");
+    assert!(
+        screen.contains(&format!(
+            "udpchat: error: {target} answered, but it is not a udpchat room server"
+        )),
+        "{screen}"
+    );
+}
+
+#[test]
 fn join_to_a_silent_port_gives_up_after_the_connect_timeout_in_one_error_line() {
     let silent = local_socket();
     let target = silent.local_addr().unwrap().to_string();
