@@ -86,6 +86,14 @@ pub enum ClientEvent {
         /// The offered key's fingerprint.
         offered: String,
     },
+    /// While the client waited for the server's Welcome, a datagram came from the server's
+    /// address that is not udpchat's framed protocol at all (plain text, say, from `udpchat chat
+    /// --listen` or an echo service): whatever answers there is not a udpchat room server.
+    /// Reported once. The handshake itself goes on (the datagram may be forged), so giving up
+    /// is the driver's choice. A framed datagram that is not the expected answer (a stale one
+    /// from an earlier connection, a wrong nonce) is not reported: it may well come from a
+    /// room server.
+    NotARoomServer,
     /// The connection is over (or never came to be); the last event.
     Closed(CloseReason),
 }
@@ -146,6 +154,8 @@ pub struct Client {
     opened: Vec<u8>,
     /// The server sent a message that does not decode: nothing it says is applied any more.
     violated: bool,
+    /// [`ClientEvent::NotARoomServer`] was reported (once is enough).
+    foreign_answer: bool,
 }
 
 impl Client {
@@ -169,6 +179,7 @@ impl Client {
             messages_acknowledged: 0,
             opened: Vec::new(),
             violated: false,
+            foreign_answer: false,
         };
         if let Some(pinned) = client.config.secure {
             match ClientHandshake::new(pinned) {
@@ -184,6 +195,7 @@ impl Client {
         // Anything malformed or unexpected is ignored: it may be forged, or stale. Read in
         // place: Data and Sealed datagrams are not copied.
         let Ok(packet) = PacketRef::decode(datagram) else {
+            self.on_foreign_datagram();
             return;
         };
         // A secure client listens only to sealed datagrams once connected, and only to a
@@ -649,6 +661,17 @@ impl Client {
         }
     }
 
+    /// A datagram that is not udpchat's framed protocol: before any Welcome, the first one
+    /// tells that the server is something else ([`ClientEvent::NotARoomServer`]).
+    fn on_foreign_datagram(&mut self) {
+        if let State::ExpectWelcome { .. } = self.state
+            && !self.foreign_answer
+        {
+            self.foreign_answer = true;
+            self.events.push_back(ClientEvent::NotARoomServer);
+        }
+    }
+
     fn end(&mut self, reason: CloseReason) {
         self.state = State::Ended;
         self.events.push_back(ClientEvent::Closed(reason));
@@ -748,6 +771,30 @@ mod tests {
             "{events:?}"
         );
         assert!(client.is_drained());
+    }
+
+    #[test]
+    fn a_plain_text_answer_to_the_hello_is_reported_once_and_a_stale_framed_one_not_at_all() {
+        let now = Instant::now();
+        let mut client = Client::new(ClientConfig::default(), &mut SplitMix64::new(1), now);
+        let _hello = client.poll_transmit(now).expect("a Hello");
+        // A framed answer for another nonce: stale or forged, maybe from a room server.
+        let mut stale = Vec::new();
+        Packet::Retry {
+            nonce: 12345,
+            cookie: 1,
+        }
+        .encode(&mut stale);
+        client.handle_datagram(now, &stale);
+        assert_eq!(client.poll_event(), None);
+        client.handle_datagram(now, b"who are you?\n");
+        client.handle_datagram(now, b"still me");
+        assert_eq!(client.poll_event(), Some(ClientEvent::NotARoomServer));
+        assert_eq!(client.poll_event(), None, "reported once");
+        assert!(
+            !client.is_drained(),
+            "the handshake goes on: the driver decides"
+        );
     }
 
     #[test]

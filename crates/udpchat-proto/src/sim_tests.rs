@@ -116,6 +116,8 @@ impl World {
                     ClientEvent::KeyMismatch { .. } => c.key_mismatch = true,
                     ClientEvent::Acknowledged(n) => c.acknowledged.push(n),
                     ClientEvent::Connected | ClientEvent::Unblocked => {}
+                    // The room server answers a Hello only in its framed protocol.
+                    ClientEvent::NotARoomServer => panic!("the room server taken for another"),
                 }
             }
         }

@@ -12,6 +12,16 @@ pub enum AddrError {
     /// No `:PORT` part.
     #[error("missing port in '{0}' (expected HOST:PORT, e.g. {0}:12345)")]
     MissingPort(String),
+    /// A port alone (`12345`, `:12345`): the host is missing.
+    #[error(
+        "missing host in '{text}' (expected HOST:PORT, e.g. 127.0.0.1:{port} or localhost:{port})"
+    )]
+    MissingHost {
+        /// The whole target text.
+        text: String,
+        /// The port it gave.
+        port: String,
+    },
     /// The port is not a number from 1 to 65535.
     #[error("bad port '{port}' in '{text}' (expected a number from 1 to 65535)")]
     BadPort {
@@ -73,14 +83,25 @@ impl Target {
             if text.parse::<std::net::Ipv6Addr>().is_ok() {
                 return Err(AddrError::UnbracketedIpv6(text.into()));
             }
-            let (host, port) = text
-                .rsplit_once(':')
-                .ok_or_else(|| AddrError::MissingPort(text.into()))?;
+            // Digits alone are a port (`udpchat send 12345`), not a host name.
+            let missing = |port: &str| {
+                if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+                    AddrError::MissingHost {
+                        text: text.into(),
+                        port: port.into(),
+                    }
+                } else {
+                    AddrError::MissingPort(text.into())
+                }
+            };
+            let Some((host, port)) = text.rsplit_once(':') else {
+                return Err(missing(text));
+            };
             if host.contains(':') {
                 return Err(AddrError::UnbracketedIpv6(host.into()));
             }
             if host.is_empty() {
-                return Err(AddrError::MissingPort(text.into()));
+                return Err(missing(port));
             }
             (host, port)
         };
@@ -199,7 +220,20 @@ mod tests {
             Target::parse("localhost"),
             Err(MissingPort("localhost".into()))
         );
-        assert_eq!(Target::parse(":12345"), Err(MissingPort(":12345".into())));
+        assert_eq!(
+            Target::parse(":12345"),
+            Err(MissingHost {
+                text: ":12345".into(),
+                port: "12345".into()
+            })
+        );
+        assert_eq!(
+            Target::parse("12345"),
+            Err(MissingHost {
+                text: "12345".into(),
+                port: "12345".into()
+            })
+        );
         assert_eq!(Target::parse("[::1]"), Err(MissingPort("[::1]".into())));
         assert_eq!(Target::parse("::1"), Err(UnbracketedIpv6("::1".into())));
         // Not an address as a whole (12345 is not a hex group), so the host part is named.
@@ -237,6 +271,10 @@ mod tests {
             "missing port in 'localhost' (expected HOST:PORT, e.g. localhost:12345)"
         );
         assert!(!e.contains('\n'));
+        assert_eq!(
+            Target::parse("12345").unwrap_err().to_string(),
+            "missing host in '12345' (expected HOST:PORT, e.g. 127.0.0.1:12345 or localhost:12345)"
+        );
     }
 
     #[test]

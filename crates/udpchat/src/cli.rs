@@ -7,6 +7,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use udpchat_proto::crypto::normalize_fingerprint;
+use udpchat_proto::room::{GUEST_PREFIX, is_valid_name, is_valid_nick};
+
+use crate::addr::{AddrError, Target};
 
 /// The UDP port the lab uses throughout.
 pub const LAB_PORT: u16 = 12345;
@@ -92,14 +96,15 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Room sizes to measure, comma-separated.
-    #[arg(long, default_value = "2,10,100,1000")]
+    #[arg(long, default_value = "2,10,100,1000", value_parser = parse_room_sizes)]
     pub members: String,
     /// What to measure, comma-separated: udpchat-framed, udpchat-plain (guests taking one
     /// line per datagram, as the lab's client), udpchat-nc (guests reading lines, as `nc -u`),
     /// relay, python.
     #[arg(
         long,
-        default_value = "udpchat-framed,udpchat-plain,udpchat-nc,relay,python"
+        default_value = "udpchat-framed,udpchat-plain,udpchat-nc,relay,python",
+        value_parser = parse_bench_targets
     )]
     pub targets: String,
     /// Members that send (at most the room size).
@@ -180,13 +185,15 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct JoinArgs {
     /// The server: HOST:PORT.
-    #[arg(value_name = "HOST:PORT")]
+    #[arg(value_name = "HOST:PORT", value_parser = parse_target)]
     pub server: String,
     /// Your nick (unique on the server).
-    #[arg(short, long)]
+    // Hyphen values are taken, so that `--nick -dash` is refused as a nick, in words, not
+    // as an unknown flag `-d`.
+    #[arg(short, long, allow_hyphen_values = true, value_parser = parse_nick)]
     pub nick: String,
     /// The room to join first.
-    #[arg(short, long, default_value = "lobby")]
+    #[arg(short, long, default_value = "lobby", allow_hyphen_values = true, value_parser = parse_room)]
     pub room: String,
     /// Print one JSON object per line per event instead of text.
     #[arg(long)]
@@ -198,10 +205,13 @@ pub struct JoinArgs {
     /// before leaving with lines unacknowledged (the wait starts again at each one).
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub linger: Duration,
+    /// How long to wait for the server's first answer before giving up.
+    #[arg(long, value_name = "SECONDS", default_value = "20", value_parser = parse_seconds)]
+    pub connect_timeout: Duration,
     /// The server's key fingerprint, as `udpchat serve` prints it: refuse any other key. By
     /// default the first key seen is pinned in `known_servers` (trust on first use) and a
     /// changed key is refused.
-    #[arg(long, value_name = "FINGERPRINT")]
+    #[arg(long, value_name = "FINGERPRINT", value_parser = parse_fingerprint)]
     pub server_key: Option<String>,
 }
 
@@ -227,7 +237,7 @@ pub struct RecvArgs {
 #[derive(Debug, Args)]
 pub struct SendArgs {
     /// Where to send: HOST:PORT, e.g. 127.0.0.1:12345, localhost:12345, `[::1]:12345`.
-    #[arg(value_name = "HOST:PORT")]
+    #[arg(value_name = "HOST:PORT", value_parser = parse_target)]
     pub target: String,
     /// The message.
     #[arg(default_value = "hello")]
@@ -244,7 +254,7 @@ pub struct SendArgs {
 #[derive(Debug, Args)]
 pub struct ChatArgs {
     /// The peer to talk to: HOST:PORT. Omit it with --listen.
-    #[arg(value_name = "HOST:PORT", required_unless_present = "listen")]
+    #[arg(value_name = "HOST:PORT", required_unless_present = "listen", value_parser = parse_target)]
     pub target: Option<String>,
     /// Wait for a peer on PORT (default 12345; 0 picks a free one, printed on stderr).
     #[arg(
@@ -284,7 +294,7 @@ pub struct CheckArgs {
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
     /// The port to probe: HOST:PORT.
-    #[arg(value_name = "HOST:PORT")]
+    #[arg(value_name = "HOST:PORT", value_parser = parse_target)]
     pub target: String,
     /// What to send.
     #[arg(long, default_value = "hello")]
@@ -292,6 +302,95 @@ pub struct ProbeArgs {
     /// How long to wait for an answer.
     #[arg(short, long, value_name = "SECONDS", default_value = "2", value_parser = parse_seconds)]
     pub timeout: Duration,
+}
+
+/// Checks the syntax of a `HOST:PORT` target while the command line is parsed, so that a
+/// malformed one is a usage error (exit 2) like any other; the text is kept and resolved when
+/// the mode runs (an unknown host is a runtime failure: exit 1).
+///
+/// # Errors
+/// What [`Target::parse`] refuses.
+pub fn parse_target(text: &str) -> Result<String, AddrError> {
+    Target::parse(text).map(|_| text.to_owned())
+}
+
+/// A nick the server could accept (the rules of [`is_valid_name`]), written in one script, and not a
+/// guest's.
+///
+/// # Errors
+/// The reason, in words, without the value (clap prints it before).
+pub fn parse_nick(text: &str) -> Result<String, String> {
+    let nick = parse_name("nick", text)?;
+    if !is_valid_nick(&nick) {
+        return Err(
+            "not a valid nick: letters of one script only (no Cyrillic or Greek letters among Latin ones)"
+                .into(),
+        );
+    }
+    if nick.to_lowercase().starts_with(GUEST_PREFIX) {
+        return Err(format!(
+            "nicks starting with '{GUEST_PREFIX}' are reserved for plain-text guests"
+        ));
+    }
+    Ok(nick)
+}
+
+/// A room name the server could accept (the rules of [`is_valid_name`]).
+///
+/// # Errors
+/// The reason, in words.
+pub fn parse_room(text: &str) -> Result<String, String> {
+    parse_name("room", text)
+}
+
+/// A name (`what`: nick or room) as the server's rules allow it ([`is_valid_name`]): checked
+/// here, so that nothing the server would refuse is said to it, and the user hears why at once.
+fn parse_name(what: &str, text: &str) -> Result<String, String> {
+    const RULE: &str = "1 to 32 letters, digits or -_.[]{}|^, not starting with a digit or -";
+    if text.starts_with('-') {
+        return Err(format!("a {what} cannot start with '-' ({RULE})"));
+    }
+    if !is_valid_name(text) {
+        return Err(format!("not a valid {what}: {RULE}"));
+    }
+    Ok(text.to_owned())
+}
+
+/// A server key's fingerprint, as `serve` prints it (case, spaces, O for 0 and I/L for 1 do
+/// not matter); returned in the one form fingerprints are compared in.
+///
+/// # Errors
+/// Not 8 groups of 4 characters of the fingerprint alphabet.
+pub fn parse_fingerprint(text: &str) -> Result<String, String> {
+    normalize_fingerprint(text).ok_or_else(|| {
+        "not a fingerprint (8 groups of 4 characters, as serve prints it)".to_owned()
+    })
+}
+
+/// `bench --targets`: comma-separated names of targets `bench` knows.
+///
+/// # Errors
+/// The first unknown name, with the known ones.
+pub fn parse_bench_targets(text: &str) -> Result<String, String> {
+    for name in text.split(',') {
+        crate::bench::Target::parse(name).map_err(|e| e.to_string())?;
+    }
+    Ok(text.to_owned())
+}
+
+/// `bench --members`: comma-separated room sizes, each at least 2.
+///
+/// # Errors
+/// The first size that is not a number, or under 2.
+pub fn parse_room_sizes(text: &str) -> Result<String, String> {
+    for size in text.split(',') {
+        match size.trim().parse::<usize>() {
+            Ok(n) if n >= 2 => {}
+            Ok(_) => return Err("a room needs at least 2 members to relay anything".into()),
+            Err(_) => return Err(format!("'{size}' is not a member count")),
+        }
+    }
+    Ok(text.to_owned())
 }
 
 /// Parses a positive number of seconds, fractions allowed (`0.5`, `2`, `30`).

@@ -20,7 +20,6 @@ use tokio::signal::unix::{SignalKind, signal};
 use udpchat_net::OsRandom;
 use udpchat_proto::client::{Client, ClientConfig, ClientEvent};
 use udpchat_proto::reliable::{CloseReason, SendError};
-use udpchat_proto::room::{GUEST_PREFIX, is_valid_name, is_valid_nick};
 use udpchat_proto::text::{is_unsafe_for_terminal, neutralize};
 use udpchat_proto::wire::message::{ClientMessage, ErrorCode, MessageKind, ServerMessage, TooLong};
 use udpchat_proto::wire::packet::CloseCode;
@@ -32,7 +31,7 @@ use crate::net::{self, MAX_DATAGRAM};
 use crate::output;
 use crate::screen::{Input, spawn_stdin_lines};
 use crate::trace::{Direction, Tracer};
-use udpchat_proto::crypto::{KEY_LEN, fingerprint, normalize_fingerprint};
+use udpchat_proto::crypto::{KEY_LEN, fingerprint};
 
 /// Runs `udpchat join`.
 ///
@@ -231,23 +230,8 @@ impl KeyCheck {
 /// # Errors
 /// An invalid nick or room, an unknown host, a socket error, an unreadable `known_servers`.
 pub fn prepare(args: &JoinArgs) -> Result<Prepared> {
-    // Refuse what the server would refuse before saying anything to it.
-    for (what, name) in [("nick", &args.nick), ("room", &args.room)] {
-        if !is_valid_name(name) {
-            bail!(
-                "'{name}' is not a valid {what}: 1 to 32 letters, digits or -_.[]{{}}|^, not starting with a digit or -"
-            );
-        }
-    }
-    if !is_valid_nick(&args.nick) {
-        bail!(
-            "'{}' is not a valid nick: letters of one script only (no Cyrillic or Greek letters among Latin ones)",
-            args.nick
-        );
-    }
-    if args.nick.to_lowercase().starts_with(GUEST_PREFIX) {
-        bail!("nicks starting with '{GUEST_PREFIX}' are reserved for plain-text guests");
-    }
+    // The nick, the room and the key's fingerprint were checked with the command line
+    // (`cli::parse_nick` and its siblings): nothing the server would refuse is said to it.
     let server = addr::resolve(&args.server)?;
     let std_socket = net::bind_for(server)?;
     std_socket
@@ -257,12 +241,8 @@ pub fn prepare(args: &JoinArgs) -> Result<Prepared> {
     let socket = UdpSocket::from_std(std_socket)?;
     let local = socket.local_addr()?;
 
-    let wanted = match &args.server_key {
-        Some(text) => Some(normalize_fingerprint(text).with_context(|| {
-            format!("'{text}' is not a fingerprint (8 groups of 4 characters, as serve prints it)")
-        })?),
-        None => None,
-    };
+    // Already in normal form (`cli::parse_fingerprint`).
+    let wanted = args.server_key.clone();
     let known_path = keys::data_dir().map(|dir| dir.join("known_servers"));
     let known = match &known_path {
         Some(path) => keys::KnownServers::load(path)?,
@@ -280,6 +260,7 @@ pub fn prepare(args: &JoinArgs) -> Result<Prepared> {
 
     let mut rng = OsRandom::new().context("no randomness")?;
     let config = ClientConfig {
+        connect_timeout: args.connect_timeout,
         secure: Some(pinned),
         expected_fingerprint: wanted.clone(),
         ..ClientConfig::default()
@@ -341,23 +322,45 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
     let mut leave_by: Option<Instant> = None;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut exit = ExitCode::SUCCESS;
-    // The server's key was refused: say so once, and nothing about the connection after it.
+    // The server's key or the nick was refused: say so once, and nothing about the connection
+    // after it.
     let mut refused = false;
+    let mut progress = Progress::new(
+        !args.json && std::io::stderr().is_terminal(),
+        &keys.server_name,
+    );
     loop {
         session.retry_pending(&mut client);
         transmit(&socket, &mut client, tracer, local, server).await;
         while let Some(event) = client.poll_event() {
+            progress.clear();
             match event {
                 ClientEvent::Connected if refused => {}
                 ClientEvent::Connected => {
                     printer.status(&format!("connected to {server}"), "connected")
                 }
+                ClientEvent::NotARoomServer => {
+                    output::status(&format!(
+                        "udpchat: error: {}",
+                        not_a_room_server(&keys.server_name)
+                    ));
+                    exit = ExitCode::FAILURE;
+                    refused = true;
+                    client.close(Instant::now());
+                }
+                // The program is ending (a refused nick or key): what the server still says
+                // (its "choose a nick first" to the lines sent after the nick) is not news.
+                ClientEvent::Message(_) if refused => {}
                 ClientEvent::Message(message) => {
                     if let Some(fatal) = session.first_nick.refusal(&message) {
-                        printer.show(&message)?;
+                        // One line says it; JSON readers get the event as well.
+                        if args.json {
+                            printer.show(&message)?;
+                        }
                         output::status(&format!("udpchat: error: {fatal}"));
                         client.close(Instant::now());
                         exit = ExitCode::FAILURE;
+                        refused = true;
                         continue;
                     }
                     printer.show(&message)?;
@@ -392,18 +395,24 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
                     refused = true;
                 }
                 ClientEvent::Closed(_) if refused => {}
+                ClientEvent::Closed(CloseReason::TimedOut) if !progress.connected => {
+                    output::status(&format!(
+                        "udpchat: error: {}",
+                        no_answer(&keys.server_name, args.connect_timeout)
+                    ));
+                    exit = ExitCode::FAILURE;
+                }
                 ClientEvent::Closed(reason) => {
                     let (text, ok) = describe_close(reason);
-                    if is_violation(reason) {
-                        // An error, in the project's one-line form (and in JSON for scripts).
+                    if ok {
+                        printer.status(&text, "closed");
+                    } else {
+                        // A failure (exit 1): in the project's one error form (and in JSON
+                        // for scripts).
                         output::status(&format!("udpchat: error: {text}"));
                         if args.json {
                             printer.status(&text, "closed");
                         }
-                    } else {
-                        printer.status(&text, "closed");
-                    }
-                    if !ok {
                         exit = ExitCode::FAILURE;
                     }
                 }
@@ -432,7 +441,11 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
                 continue;
             }
         }
-        let deadline = [client.poll_timeout(), leave_by]
+        if client.is_connected() {
+            progress.connected = true;
+        }
+        progress.show(Instant::now());
+        let deadline = [client.poll_timeout(), leave_by, progress.next]
             .into_iter()
             .flatten()
             .min();
@@ -446,6 +459,7 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
                 }
                 Err(e) if net::is_icmp_report(&e) => {
                     if !client.is_connected() {
+                        progress.clear();
                         bail!("nobody is listening at {server} (ICMP port unreachable)");
                     }
                 }
@@ -486,6 +500,70 @@ async fn drive(args: &JoinArgs, tracer: Tracer) -> Result<ExitCode> {
         if client.poll_timeout().is_some_and(|t| t <= now) {
             client.handle_timeout(now);
         }
+    }
+}
+
+/// The error for a server that answered the Hello with something that is not udpchat's.
+pub(crate) fn not_a_room_server(server: &str) -> String {
+    format!(
+        "{server} answered, but it is not a udpchat room server (is `udpchat serve` running there?)"
+    )
+}
+
+/// The error for a server that never answered the Hello within `timeout`.
+pub(crate) fn no_answer(server: &str, timeout: Duration) -> String {
+    format!(
+        "no answer from {server} within {} (is `udpchat serve` running there?)",
+        crate::send::fmt_secs(timeout)
+    )
+}
+
+/// While the handshake waits, on a terminal: one stderr line, rewritten each second, so that
+/// a silent server is not a silent program (`waiting for 127.0.0.1:12345… 3 s`).
+struct Progress {
+    /// What is waited for, as the user named it.
+    server: String,
+    /// When the wait began.
+    started: Instant,
+    /// When the line is next rewritten; `None` once it is gone for good (or never shown).
+    next: Option<Instant>,
+    /// The line is on the screen now.
+    shown: bool,
+    /// The client was connected (a later timeout is not the connect timeout).
+    connected: bool,
+}
+
+impl Progress {
+    fn new(on_terminal: bool, server: &str) -> Self {
+        let now = Instant::now();
+        Self {
+            server: server.to_owned(),
+            started: now,
+            next: on_terminal.then_some(now),
+            shown: false,
+            connected: false,
+        }
+    }
+
+    /// Rewrites the line when its second has come.
+    fn show(&mut self, now: Instant) {
+        let Some(next) = self.next else { return };
+        if now < next {
+            return;
+        }
+        let waited = now.saturating_duration_since(self.started).as_secs();
+        output::status_in_place(&format!("waiting for {}… {waited} s", self.server));
+        self.shown = true;
+        self.next = Some(next + Duration::from_secs(1));
+    }
+
+    /// Erases the line for good: something happened, and is said on its own line.
+    fn clear(&mut self) {
+        if self.shown {
+            output::status_in_place("");
+        }
+        self.shown = false;
+        self.next = None;
     }
 }
 
@@ -579,14 +657,6 @@ pub(crate) fn too_long_line(line: u64, too_long: TooLong) -> String {
             "line {line}: the {field} is {len} bytes, longer than the {max} bytes allowed; not sent"
         )
     }
-}
-
-/// Whether the connection ended because one side broke the protocol: an error to report.
-pub(crate) fn is_violation(reason: CloseReason) -> bool {
-    matches!(
-        reason,
-        CloseReason::ProtocolViolation | CloseReason::ClosedByPeer(CloseCode::ProtocolViolation)
-    )
 }
 
 /// Words for how the connection ended, and whether that is a normal end.

@@ -154,10 +154,12 @@ pub fn grow_buffers(socket: &UdpSocket) -> Option<String> {
     );
     (recv < SERVER_SOCKET_BUFFER || send < SERVER_SOCKET_BUFFER).then(|| {
         format!(
-            "note: the kernel capped the socket buffers at {} KiB receive and {} KiB send (asked {} KiB each; raise net.core.rmem_max and net.core.wmem_max for bursts)",
+            "note: the kernel capped the socket buffers at {} KiB receive and {} KiB send (asked {} KiB each), so a busy server may drop bursts; to allow more: sudo sysctl -w net.core.rmem_max={} net.core.wmem_max={}",
             recv / 1024,
             send / 1024,
-            SERVER_SOCKET_BUFFER / 1024
+            SERVER_SOCKET_BUFFER / 1024,
+            SERVER_SOCKET_BUFFER,
+            SERVER_SOCKET_BUFFER
         )
     })
 }

@@ -36,6 +36,15 @@ pub fn status(line: &str) {
     let _ = writeln!(err, "{line}");
 }
 
+/// Replaces the current stderr line with `line`, without ending it (a progress line on a
+/// terminal; the next status line, or this with "", takes its place).
+pub fn status_in_place(line: &str) {
+    let mut err = io::stderr().lock();
+    // Carriage return, then erase to the end of the line.
+    let _ = write!(err, "\r\x1b[K{line}");
+    let _ = err.flush();
+}
+
 /// Whether `err` (or anything in its chain) is a broken pipe: the reader of our output has gone,
 /// which ends the program quietly, like `cat` or `grep` in a pipeline.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {

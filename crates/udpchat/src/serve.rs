@@ -44,11 +44,10 @@ pub fn run(args: &ServeArgs, tracer: Tracer) -> Result<ExitCode> {
             fingerprint(&identity.public)
         ));
         // Only now, with a usable key, the port: a bad key file never holds it, even briefly.
-        let std_socket = net::bind(SocketAddr::new(args.bind, args.port))?;
-        if let Some(note) = net::grow_buffers(&std_socket) {
-            output::status(&note);
-        }
-        let socket = std_socket;
+        let socket = net::bind(SocketAddr::new(args.bind, args.port))?;
+        // Said after the address, not before: it matters only under bursts, and says how to
+        // raise the cap then.
+        let buffer_note = net::grow_buffers(&socket);
         let mut config = ServerConfig::with_peer_timeout(args.peer_timeout);
         config.guests = !args.no_guests;
         config.senders = SenderLimits::per_second(args.max_message_rate, args.max_byte_rate);
@@ -67,6 +66,9 @@ pub fn run(args: &ServeArgs, tracer: Tracer) -> Result<ExitCode> {
                 "plain-text guests"
             }
         ));
+        if let Some(note) = buffer_note {
+            output::status(&note);
+        }
         let shutdown = async {
             tokio::select! {
                 _ = interrupt.recv() => {}

@@ -190,19 +190,20 @@ fn bad_command_lines_are_one_clear_line() {
         ),
         (&["recv", "--bogus"], "unexpected argument '--bogus'"),
         (&["fly"], "unrecognized subcommand 'fly'"),
-    ] {
-        let (code, _, stderr) = run_udpchat(args);
-        assert_one_line_error(code, &stderr, 2, needle);
-    }
-    for (args, needle) in [
-        (&["send", "localhost"][..], "missing port in 'localhost'"),
+        // Malformed targets are bad command lines too (issue 16: they exited 1).
+        (&["send", "localhost"], "missing port in 'localhost'"),
         (
             &["send", "::1:12345"],
             "IPv6 addresses need brackets around them: [::1]:PORT",
         ),
         (&["send", "host:0"], "bad port '0'"),
+    ] {
+        let (code, _, stderr) = run_udpchat(args);
+        assert_one_line_error(code, &stderr, 2, needle);
+    }
+    for (args, needle) in [
         (
-            &["send", "no-such-host.invalid:12345"],
+            &["send", "no-such-host.invalid:12345"][..],
             "unknown host 'no-such-host.invalid'",
         ),
         (
@@ -527,11 +528,12 @@ fn bench_measures_a_small_room_and_writes_its_report() {
 
 #[test]
 fn bench_refuses_bad_arguments_in_one_line() {
+    // Usage errors, exit 2, like every bad argument (issue 16: these exited 1).
     let (code, _, stderr) = support::run_udpchat(&["bench", "--targets", "redis"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(stderr.contains("unknown target 'redis'"), "{stderr}");
     let (code, _, stderr) = support::run_udpchat(&["bench", "--members", "1"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(stderr.contains("at least 2 members"), "{stderr}");
     let (code, _, stderr) = support::run_udpchat(&["bench", "--repeat", "0"]);
     assert_eq!(code, 2, "a usage error, as clap reports them");

@@ -135,18 +135,19 @@ fn bad_nicks_and_rooms_are_refused_before_connecting() {
     for (args, needle) in [
         (
             &["--nick", "bad nick"][..],
-            "'bad nick' is not a valid nick",
+            "invalid value 'bad nick' for '--nick <NICK>': not a valid nick",
         ),
         (
             &["--nick", "ada", "--room", "no room"],
-            "'no room' is not a valid room",
+            "invalid value 'no room' for '--room <ROOM>': not a valid room",
         ),
         (&["--nick", "guest-1"], "reserved for plain-text guests"),
     ] {
         let mut all = vec!["join", "127.0.0.1:9"];
         all.extend_from_slice(args);
         let (code, _, stderr) = support::run_udpchat(&all);
-        assert_eq!(code, 1, "{stderr}");
+        // A usage error (issue 16: these exited 1, as if the run had failed).
+        assert_eq!(code, 2, "{stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.contains(needle), "{stderr}");
     }
@@ -468,9 +469,12 @@ fn server_key_pins_explicitly() {
         "--server-key",
         "nonsense",
     ]);
-    assert_eq!(code, 1);
+    // A malformed fingerprint is a usage error (issue 16: it exited 1).
+    assert_eq!(code, 2);
     assert!(
-        stderr.contains("'nonsense' is not a fingerprint"),
+        stderr.contains(
+            "invalid value 'nonsense' for '--server-key <FINGERPRINT>': not a fingerprint"
+        ),
         "{stderr}"
     );
 }

@@ -349,6 +349,8 @@ async fn drive(args: &BenchArgs) -> Result<ExitCode> {
     if sizes.iter().any(|&n| n < 2) {
         bail!("a room needs at least 2 members to relay anything");
     }
+    // Before anything starts: a full run takes most of an hour, a quick one minutes.
+    eprintln!("bench: {}", Estimate::of(args, targets.len(), sizes.len()));
     let scratch = std::env::temp_dir().join(format!("udpchat-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
     let mut results: Vec<RunResult> = Vec::new();
@@ -598,6 +600,78 @@ async fn measure(
         out.push(best);
     }
     Ok(out)
+}
+
+/// Capacity rounds of the first repeat that double the rate before one fails: from 10,000
+/// deliveries/s to the few hundred thousand (up to a million) where the targets' capacities lie
+/// on loopback (docs/PERFORMANCE.md), plus the failing one.
+const TYPICAL_FIRST_DOUBLINGS: u32 = 7;
+
+/// Capacity rounds of a later repeat before the bisection: it starts from half the capacity
+/// found before, so one round passes and the next fails.
+const TYPICAL_LATER_DOUBLINGS: u32 = 2;
+
+/// Time a round costs beyond its `--duration`: the members' queues drain and the result is
+/// counted, and after a failed round a fresh target starts and its members join.
+const ROUND_OVERHEAD: Duration = Duration::from_secs(1);
+
+/// How long `bench` should take with its arguments, said before it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Estimate {
+    /// Targets × room sizes × repeats.
+    pub measurements: u32,
+    /// Rounds in all (paced and capacity), typically.
+    pub rounds: u32,
+    /// Seconds each round sends.
+    pub duration: Duration,
+    /// The whole run, typically (without the memory run).
+    pub total: Duration,
+    /// Idle members of the memory run (0: none).
+    pub idle: usize,
+}
+
+impl Estimate {
+    /// The estimate for `args`, with `targets` targets and `sizes` room sizes: per target and
+    /// room size, one paced round and a capacity search per repeat (doublings, then
+    /// four bisections), each round `--duration` plus a second of overhead.
+    pub fn of(args: &BenchArgs, targets: usize, sizes: usize) -> Self {
+        let per_repeat = |doublings: u32| 1 + doublings + CAPACITY_BISECTIONS;
+        let per_target_and_size = per_repeat(TYPICAL_FIRST_DOUBLINGS)
+            + per_repeat(TYPICAL_LATER_DOUBLINGS) * args.repeat.saturating_sub(1);
+        let pairs = u32::try_from(targets * sizes).unwrap_or(u32::MAX);
+        let rounds = pairs.saturating_mul(per_target_and_size);
+        Self {
+            measurements: pairs.saturating_mul(args.repeat),
+            rounds,
+            duration: args.duration,
+            total: (args.duration + ROUND_OVERHEAD).saturating_mul(rounds),
+            idle: args.idle,
+        }
+    }
+}
+
+impl std::fmt::Display for Estimate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.total.as_secs();
+        let about = if secs < 90 {
+            format!("{secs} seconds")
+        } else if secs < 90 * 60 {
+            format!("{} minutes", (secs + 30) / 60)
+        } else {
+            format!("{:.1} hours", secs as f64 / 3600.0)
+        };
+        write!(
+            f,
+            "{} measurements, about {} rounds of {}: expect about {about}",
+            self.measurements,
+            self.rounds,
+            crate::send::fmt_secs(self.duration),
+        )?;
+        if self.idle > 0 {
+            write!(f, ", then the memory run with {} idle members", self.idle)?;
+        }
+        Ok(())
+    }
 }
 
 /// Idle members are spread over rooms of this many (in one room, each arrival would be

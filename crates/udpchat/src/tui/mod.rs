@@ -42,7 +42,7 @@ use udpchat_proto::lab::{Conversation, EndReason, Event as LabEvent, Turn};
 use udpchat_proto::wire::message::ClientMessage;
 
 use crate::cli::JoinArgs;
-use crate::join::{FirstNick, KeyCheck, KeyVerdict, describe_close, is_violation, transmit};
+use crate::join::{FirstNick, KeyCheck, KeyVerdict, describe_close, transmit};
 use crate::net::{self, MAX_DATAGRAM};
 use crate::trace::{Direction, Tracer};
 use app::{App, Link};
@@ -305,10 +305,14 @@ async fn join_loop(
                     app.status.rtt = client.rtt();
                     app.status_notice(&format!("connected to {server}"));
                 }
+                // Ending (a refused nick or key): the server's answers to what was queued
+                // after the nick ("choose a nick first") are not news.
+                ClientEvent::Message(_) if refused => {}
                 ClientEvent::Message(message) => {
                     if let Some(text) = first_nick.refusal(&message) {
                         farewell.push(format!("udpchat: error: {text}"));
                         exit = ExitCode::FAILURE;
+                        refused = true;
                         client.close(Instant::now());
                     }
                     app.on_server_message(message);
@@ -346,15 +350,34 @@ async fn join_loop(
                     exit = ExitCode::FAILURE;
                     refused = true;
                 }
+                ClientEvent::NotARoomServer => {
+                    farewell.push(format!(
+                        "udpchat: error: {}",
+                        crate::join::not_a_room_server(&keys.server_name)
+                    ));
+                    exit = ExitCode::FAILURE;
+                    refused = true;
+                    client.close(Instant::now());
+                }
                 ClientEvent::Closed(_) if refused => {}
+                // Never connected: the same error as in line mode.
+                ClientEvent::Closed(udpchat_proto::reliable::CloseReason::TimedOut)
+                    if matches!(app.status.link, Link::Connecting) =>
+                {
+                    farewell.push(format!(
+                        "udpchat: error: {}",
+                        crate::join::no_answer(&keys.server_name, args.connect_timeout)
+                    ));
+                    exit = ExitCode::FAILURE;
+                    app.status.link = Link::Closed("no answer".into());
+                }
                 ClientEvent::Closed(reason) => {
                     let (text, ok) = describe_close(reason);
                     app.status.link = Link::Closed(text.clone());
                     app.status_notice(&text);
                     if !ok {
                         exit = ExitCode::FAILURE;
-                        let error = if is_violation(reason) { "error: " } else { "" };
-                        farewell.push(format!("udpchat: {error}{text}"));
+                        farewell.push(format!("udpchat: error: {text}"));
                     }
                 }
             }
