@@ -103,7 +103,9 @@ pub enum Event {
     Ended {
         /// Who said `bye`.
         reason: EndReason,
-        /// Lines the user typed that were never sent (the peer left first).
+        /// Lines the user typed that were never sent (the peer left first, or Ctrl-C dropped
+        /// them). The `bye` said for the user at end of input is not a typed line and is not
+        /// counted, nor is a typed `bye` that the end made moot.
         unsent: usize,
     },
 }
@@ -129,6 +131,8 @@ pub struct Conversation {
     turn: Turn,
     /// Lines typed but not sent yet, because the peer is unknown or it is not our turn.
     pending_lines: VecDeque<String>,
+    /// Set at end of input: `bye` follows the pending lines, as soon as it can be sent.
+    input_ended: bool,
     /// Set once `bye` was sent or received.
     ended: Option<EndReason>,
     transmits: VecDeque<Transmit>,
@@ -149,6 +153,7 @@ impl Conversation {
             peer,
             turn,
             pending_lines: VecDeque::new(),
+            input_ended: false,
             ended: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -159,7 +164,7 @@ impl Conversation {
     /// queued until the peer is known and it is our turn. Typing `bye` ends the conversation
     /// once it is sent. Ignored after the conversation ended.
     pub fn handle_line(&mut self, line: &str) {
-        if self.ended.is_some() {
+        if self.ended.is_some() || self.input_ended {
             return;
         }
         self.pending_lines.push_back(line.to_owned());
@@ -170,10 +175,11 @@ impl Conversation {
     ///
     /// Lines still queued are sent first, in order, so nothing typed is lost.
     pub fn handle_end_of_input(&mut self) {
-        if self.ended.is_some() || self.pending_lines.back().is_some_and(|l| l == BYE) {
+        if self.ended.is_some() || self.input_ended {
             return;
         }
-        self.handle_line(BYE);
+        self.input_ended = true;
+        self.flush_pending();
     }
 
     /// Ctrl-C: the user wants out *now*. Says `bye` at once, even out of turn, and drops lines
@@ -268,17 +274,20 @@ impl Conversation {
         self.turn
     }
 
-    /// How many typed lines wait to be sent.
+    /// How many typed lines wait to be sent (the `bye` due at end of input not counted).
     pub fn pending_lines(&self) -> usize {
         self.pending_lines.len()
     }
 
-    /// Sends queued lines while the peer is known and it is our turn.
+    /// Sends queued lines while the peer is known and it is our turn, then the `bye` due at end
+    /// of input.
     fn flush_pending(&mut self) {
         let Some(destination) = self.peer else { return };
         while self.ended.is_none() && self.turn == Turn::Ours {
-            let Some(line) = self.pending_lines.pop_front() else {
-                break;
+            let line = match self.pending_lines.pop_front() {
+                Some(line) => line,
+                None if self.input_ended => BYE.to_owned(),
+                None => break,
             };
             let is_bye = line == BYE;
             let mut payload = line.into_bytes();
@@ -304,7 +313,7 @@ impl Conversation {
 
     fn end(&mut self, reason: EndReason) {
         self.ended = Some(reason);
-        let unsent = self.pending_lines.len();
+        let unsent = self.pending_lines.iter().filter(|l| *l != BYE).count();
         self.pending_lines.clear();
         self.events.push_back(Event::Ended { reason, unsent });
     }
@@ -454,11 +463,56 @@ mod tests {
         c.handle_line("2");
         c.handle_end_of_input();
         c.handle_end_of_input(); // a second Ctrl-C does not queue a second bye
-        assert_eq!(c.pending_lines(), 3);
+        assert_eq!(c.pending_lines(), 2);
         c.handle_datagram(addr(5), b"hi");
         let out: Vec<String> = sent(&mut c).into_iter().map(|(_, t)| t).collect();
         assert_eq!(out, ["1", "2", "bye"]);
         assert_eq!(c.end_reason(), Some(EndReason::ByeSent));
+    }
+
+    #[test]
+    fn the_automatic_bye_is_not_counted_as_an_unsent_line() {
+        // The peer says bye first: q2 was typed and never sent; the bye end of input would
+        // have said was not typed.
+        let mut c = Conversation::new(Mode::Turns, Role::Connect(addr(9)), Config::default());
+        c.handle_line("q1");
+        c.handle_line("q2");
+        c.handle_end_of_input();
+        c.handle_datagram(addr(9), b"bye");
+        assert_eq!(
+            events(&mut c).last(),
+            Some(&Event::Ended {
+                reason: EndReason::ByeReceived,
+                unsent: 1
+            })
+        );
+        // Ctrl-C out of turn, after the end of input.
+        let mut c = Conversation::new(Mode::Turns, Role::Connect(addr(9)), Config::default());
+        c.handle_line("q1");
+        c.handle_line("q2");
+        c.handle_end_of_input();
+        c.handle_interrupt();
+        let out: Vec<String> = sent(&mut c).into_iter().map(|(_, t)| t).collect();
+        assert_eq!(out, ["q1", "bye"]);
+        assert_eq!(
+            events(&mut c).last(),
+            Some(&Event::Ended {
+                reason: EndReason::ByeSent,
+                unsent: 1
+            })
+        );
+        // A listener interrupted before any peer came, after the end of input.
+        let mut c = Conversation::new(Mode::FullDuplex, Role::Listen, Config::default());
+        c.handle_line("never sent");
+        c.handle_end_of_input();
+        c.handle_interrupt();
+        assert_eq!(
+            events(&mut c),
+            vec![Event::Ended {
+                reason: EndReason::Interrupted,
+                unsent: 1
+            }]
+        );
     }
 
     #[test]

@@ -188,9 +188,7 @@ impl Screen {
                     .into(),
                 )];
                 if *unsent > 0 {
-                    lines.push(Line::Status(format!(
-                        "{unsent} typed line(s) were not sent"
-                    )));
+                    lines.push(Line::Status(unsent_lines(*unsent)));
                 }
                 lines
             }
@@ -237,6 +235,15 @@ impl Screen {
             }
             let _ = out.flush();
         }
+    }
+}
+
+/// "N typed lines were not sent", in good grammar.
+pub fn unsent_lines(unsent: usize) -> String {
+    if unsent == 1 {
+        "1 typed line was not sent".to_owned()
+    } else {
+        format!("{unsent} typed lines were not sent")
     }
 }
 

@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::Proc;
+use support::{Proc, local_socket, recv_text};
 
 // ---- the lab's scripts ----
 
@@ -21,4 +21,27 @@ fn step4_peer_without_arguments_prints_its_usage() {
         );
         assert!(!stderr.contains("Traceback"), "{args:?}: {stderr}");
     }
+}
+
+// ---- how a chat ends ----
+
+#[test]
+fn the_automatic_bye_is_not_counted_as_a_typed_line() {
+    // `printf 'q1\nq2\n' | udpchat chat --turns PEER`, then Ctrl-C while waiting for the reply:
+    // q2 was typed and never sent, and so was nothing else (the bye was said, not typed).
+    let peer = local_socket();
+    let target = peer.local_addr().unwrap().to_string();
+    let mut client = Proc::udpchat(&["chat", "--turns", &target]);
+    client.send_line("q1");
+    client.send_line("q2");
+    client.close_stdin();
+    assert_eq!(recv_text(&peer).0, "q1");
+    client.signal("INT");
+    assert_eq!(recv_text(&peer).0, "bye");
+    client.expect_success();
+    let stderr = client.stderr_so_far();
+    assert!(
+        stderr.iter().any(|l| l == "1 typed line was not sent"),
+        "{stderr:#?}"
+    );
 }

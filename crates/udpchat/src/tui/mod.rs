@@ -563,7 +563,7 @@ async fn chat_loop(
                         }
                     ));
                     if unsent > 0 {
-                        farewell.push(format!("-- {unsent} typed line(s) were not sent"));
+                        farewell.push(format!("-- {}", crate::screen::unsent_lines(unsent)));
                     }
                 }
             }
