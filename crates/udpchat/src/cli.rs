@@ -270,6 +270,10 @@ pub struct ChatArgs {
     /// On a terminal, a line editor in the normal screen instead of the full-screen UI.
     #[arg(long)]
     pub plain: bool,
+    /// With --turns, at the end of input: how long to wait for the peer's reply before saying
+    /// bye out of turn and leaving with an error (the wait starts again at each line sent).
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    pub linger: Duration,
 }
 
 /// Arguments of `udpchat check`.
