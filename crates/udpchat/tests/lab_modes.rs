@@ -6,6 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use support::tmux::Tmux;
 use support::{Proc, free_port, local_socket, recv_text};
 
 // ---- the lab's scripts ----
@@ -173,4 +174,42 @@ fn a_peer_that_answered_is_left_at_once_on_bye() {
     let (code, stderr) = finish(&mut chat);
     assert_eq!(code, Some(0), "{stderr:#?}");
     assert_eq!(stderr[1..], ["you said bye; chat over"]);
+}
+
+// ---- the full-screen chat ----
+
+#[test]
+fn the_full_screen_chat_shows_the_peers_port_not_a_cut_address() {
+    let peer = local_socket();
+    let peer_addr = peer.local_addr().unwrap();
+    let command = format!(
+        "{} chat --turns {peer_addr}; echo \"EXITED $?\"; sleep 60",
+        env!("CARGO_BIN_EXE_udpchat")
+    );
+    for (name, columns) in [("label-wide", 80), ("label-narrow", 50)] {
+        let tmux = Tmux::start_sized(name, &command, columns, 12);
+        tmux.wait_for("the full screen", |s| s.contains("your turn"));
+        tmux.type_text("hello");
+        tmux.keys(&["Enter"]);
+        let (text, from) = recv_text(&peer);
+        assert_eq!(text, "hello");
+        peer.send_to(b"hi back", from).unwrap();
+        let screen = tmux.wait_for("the reply", |s| s.contains("hi back"));
+        let row = screen
+            .lines()
+            .find(|l| l.contains("hi back"))
+            .expect("a row");
+        assert!(
+            row.contains(&format!(" :{} │ hi back", peer_addr.port())),
+            "{columns} columns: {screen}"
+        );
+        assert!(!row.contains('…'), "{columns} columns: {screen}");
+        // The whole address is in the top bar.
+        assert!(
+            screen.contains(&format!("udpchat chat with {peer_addr}")),
+            "{screen}"
+        );
+        peer.send_to(b"bye", from).unwrap();
+        tmux.wait_for("the end", |s| s.contains("EXITED 0"));
+    }
 }

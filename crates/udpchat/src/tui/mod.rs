@@ -437,6 +437,13 @@ async fn join_loop(
 /// How many different strangers' datagrams the lab chat reports (as the line modes do).
 const STRANGERS_REPORTED: usize = 8;
 
+/// How the peer's messages are signed in the lab chat's rows: `:PORT`. The whole address does
+/// not fit the nick column (8 or 12 columns) and was cut just where the port, the part that
+/// tells two peers on one host apart, begins; the top bar and the window's tab show it whole.
+fn peer_label(peer: SocketAddr) -> String {
+    format!(":{}", peer.port())
+}
+
 /// Runs the lab's two-party chat (`udpchat chat`) full-screen: the [`Conversation`] decides,
 /// this loop moves datagrams, keys and lines. The end of the chat ("you said bye; chat over")
 /// is printed on the normal screen once the terminal is restored.
@@ -540,7 +547,7 @@ async fn chat_loop(
                     app.status_notice(&format!("talking with {peer}"));
                 }
                 LabEvent::MessageReceived { from, text } => {
-                    app.on_peer_message(&from.to_string(), &text);
+                    app.on_peer_message(&peer_label(from), &text);
                 }
                 LabEvent::PeerUnreachable { peer, undelivered } => {
                     app.status_notice(&crate::screen::unreachable_notice(peer, undelivered));
