@@ -213,3 +213,31 @@ fn the_full_screen_chat_shows_the_peers_port_not_a_cut_address() {
         tmux.wait_for("the end", |s| s.contains("EXITED 0"));
     }
 }
+
+#[test]
+fn the_full_screen_chat_tells_at_once_that_nobody_listens_and_fails_at_the_end() {
+    let port = free_port();
+    let command = format!(
+        "{} chat 127.0.0.1:{port}; echo \"EXITED $?\"; sleep 60",
+        env!("CARGO_BIN_EXE_udpchat")
+    );
+    let tmux = Tmux::start_sized("nobody-tui", &command, 100, 16);
+    tmux.wait_for("the full screen", |s| s.contains("chatting"));
+    tmux.type_text("anyone?");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the notice", |s| {
+        s.contains(&format!(
+            "nobody is listening at 127.0.0.1:{port} (ICMP port unreachable)"
+        )) && s.contains("1 message was not delivered")
+    });
+    tmux.type_text("/quit");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the end", |s| s.contains("EXITED"));
+    assert!(
+        screen.contains(&format!(
+            "udpchat: error: nobody is listening at 127.0.0.1:{port}: 1 message was not delivered"
+        )),
+        "{screen}"
+    );
+    assert!(screen.contains("EXITED 1"), "{screen}");
+}
