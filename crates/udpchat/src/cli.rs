@@ -48,7 +48,8 @@ pub enum Command {
     /// `udpchat chat HOST:PORT` connects and speaks first; `udpchat chat --listen [PORT]` waits for
     /// a peer and talks with whoever sends the first datagram. Each line you type is one datagram.
     /// A message that is exactly `bye`, from either side, ends the chat; end of input (Ctrl-D) and
-    /// Ctrl-C say `bye` too.
+    /// Ctrl-C say `bye` too. Exits 1 when nobody listens at HOST:PORT (ICMP port unreachable),
+    /// or when, with --turns, the peer does not reply within --linger after the end of input.
     Chat(ChatArgs),
     /// Tell whether anything is bound to a UDP port, and which process (the slide's question
     /// "how can you verify that the server is listening?").
