@@ -41,7 +41,7 @@ use udpchat_proto::client::{Client, ClientEvent};
 use udpchat_proto::lab::{Conversation, Event as LabEvent, Turn};
 use udpchat_proto::wire::message::ClientMessage;
 
-use crate::cli::{ChatArgs, JoinArgs};
+use crate::cli::JoinArgs;
 use crate::join::{FirstNick, KeyCheck, KeyVerdict, describe_close, is_violation, transmit};
 use crate::net::{self, MAX_DATAGRAM};
 use crate::trace::{Direction, Tracer};
@@ -454,7 +454,7 @@ pub async fn run_chat(
     tracer: Tracer,
     socket: UdpSocket,
     mut conversation: Conversation,
-    args: &ChatArgs,
+    args: &crate::cli::ChatArgs,
     greeting: &str,
 ) -> Result<ExitCode> {
     let turns = args.turns;
@@ -497,7 +497,7 @@ async fn chat_loop(
     tracer: Tracer,
     guard: &mut TerminalGuard,
     socket: &UdpSocket,
-    args: &ChatArgs,
+    args: &crate::cli::ChatArgs,
     conversation: &mut Conversation,
     app: &mut App,
     farewell: &mut Vec<String>,
