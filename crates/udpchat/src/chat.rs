@@ -23,7 +23,7 @@ use udpchat_proto::lab::{Config, Conversation, EndReason, Event, Mode, Role, Tra
 use crate::addr::{self, canonical};
 use crate::cli::ChatArgs;
 use crate::net::{self, MAX_DATAGRAM};
-use crate::screen::{Input, Screen, unsent_lines};
+use crate::screen::{Input, Screen, not_delivered, unsent_lines};
 use crate::send::fmt_secs;
 use crate::trace::{Direction, Tracer};
 
@@ -204,13 +204,12 @@ pub(crate) fn failure(
 ) -> Option<String> {
     let peer = peer.map_or_else(|| "the peer".to_owned(), |p| p.to_string());
     let mut text = match reason {
-        EndReason::NobodyListening => format!(
-            "nobody is listening at {peer}: {}",
-            match unconfirmed {
-                1 => "1 message was not delivered".to_owned(),
-                n => format!("{n} messages were not delivered"),
-            }
-        ),
+        EndReason::NobodyListening => {
+            format!(
+                "nobody is listening at {peer}: {}",
+                not_delivered(unconfirmed)
+            )
+        }
         EndReason::NoReply => format!(
             "no reply from {peer} within {} after the end of input; said bye out of turn",
             fmt_secs(reply_wait)

@@ -240,13 +240,19 @@ impl Screen {
 
 /// What to tell the user when the kernel reports that nobody listens at `peer` mid-chat.
 pub fn unreachable_notice(peer: SocketAddr, undelivered: usize) -> String {
-    let lost = match undelivered {
-        1 => "1 message was not delivered".to_owned(),
-        n => format!("{n} messages were not delivered"),
-    };
     format!(
-        "nobody is listening at {peer} (ICMP port unreachable): start the other side first; {lost}"
+        "nobody is listening at {peer} (ICMP port unreachable): start the other side first; {}",
+        not_delivered(undelivered)
     )
+}
+
+/// "N messages were not delivered", in good grammar.
+pub fn not_delivered(messages: usize) -> String {
+    if messages == 1 {
+        "1 message was not delivered".to_owned()
+    } else {
+        format!("{messages} messages were not delivered")
+    }
 }
 
 /// The last lines of a chat that ended well (a failure is one error line instead).
