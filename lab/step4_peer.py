@@ -9,6 +9,15 @@ import _thread
 import threading
 from socket import *
 
+USAGE = '''usage: step4_peer.py listen [PORT]        wait for a peer (0 = any free port)
+       step4_peer.py connect HOST PORT    talk to a listening peer, speak first'''
+
+args = sys.argv[1:]
+if not ((args[:1] == ['listen'] and len(args) <= 2)
+        or (args[:1] == ['connect'] and len(args) == 3)):
+    print(USAGE, file=sys.stderr)
+    sys.exit(2)
+
 sock = socket(AF_INET, SOCK_DGRAM)
 peer = None
 peer_known = threading.Event()

@@ -52,7 +52,8 @@ pub enum Command {
     /// `udpchat chat HOST:PORT` connects and speaks first; `udpchat chat --listen [PORT]` waits for
     /// a peer and talks with whoever sends the first datagram. Each line you type is one datagram.
     /// A message that is exactly `bye`, from either side, ends the chat; end of input (Ctrl-D) and
-    /// Ctrl-C say `bye` too.
+    /// Ctrl-C say `bye` too. Exits 1 when nobody listens at HOST:PORT (ICMP port unreachable),
+    /// or when, with --turns, the peer does not reply within --linger after the end of input.
     Chat(ChatArgs),
     /// Tell whether anything is bound to a UDP port, and which process (the slide's question
     /// "how can you verify that the server is listening?").
@@ -280,6 +281,10 @@ pub struct ChatArgs {
     /// On a terminal, a line editor in the normal screen instead of the full-screen UI.
     #[arg(long)]
     pub plain: bool,
+    /// With --turns, at the end of input: how long to wait for the peer's reply before saying
+    /// bye out of turn and leaving with an error (the wait starts again at each line sent).
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    pub linger: Duration,
 }
 
 /// Arguments of `udpchat check`.

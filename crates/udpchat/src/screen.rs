@@ -176,24 +176,22 @@ impl Screen {
             Event::TurnChanged(Turn::Theirs) => {
                 vec![Line::Status("waiting for the peer's reply".into())]
             }
-            Event::Ended { reason, unsent } => {
-                let mut lines = vec![Line::Status(
-                    match reason {
-                        EndReason::ByeSent => "you said bye; chat over",
-                        EndReason::ByeReceived => "the peer said bye; chat over",
-                        EndReason::Interrupted => {
-                            "interrupted before any peer came; nothing was sent"
-                        }
-                    }
-                    .into(),
-                )];
-                if *unsent > 0 {
-                    lines.push(Line::Status(format!(
-                        "{unsent} typed line(s) were not sent"
-                    )));
-                }
-                lines
+            Event::PeerUnreachable { peer, undelivered } => {
+                vec![Line::Status(unreachable_notice(*peer, *undelivered))]
             }
+            Event::Ended { reason, .. } if reason.is_failure() => {
+                // The driver ends with the error line, which says it all.
+                vec![]
+            }
+            Event::Ended {
+                reason,
+                unsent,
+                unconfirmed,
+                answered,
+            } => farewell(*reason, *unsent, *unconfirmed, *answered)
+                .into_iter()
+                .map(Line::Status)
+                .collect(),
         }
     }
 
@@ -237,6 +235,62 @@ impl Screen {
             }
             let _ = out.flush();
         }
+    }
+}
+
+/// What to tell the user when the kernel reports that nobody listens at `peer` mid-chat.
+pub fn unreachable_notice(peer: SocketAddr, undelivered: usize) -> String {
+    format!(
+        "nobody is listening at {peer} (ICMP port unreachable): start the other side first; {}",
+        not_delivered(undelivered)
+    )
+}
+
+/// "N messages were not delivered", in good grammar.
+pub fn not_delivered(messages: usize) -> String {
+    if messages == 1 {
+        "1 message was not delivered".to_owned()
+    } else {
+        format!("{messages} messages were not delivered")
+    }
+}
+
+/// The last lines of a chat that ended well (a failure is one error line instead).
+pub fn farewell(
+    reason: EndReason,
+    unsent: usize,
+    unconfirmed: usize,
+    answered: bool,
+) -> Vec<String> {
+    let mut lines = vec![
+        match reason {
+            EndReason::ByeSent => "you said bye; chat over",
+            EndReason::ByeReceived => "the peer said bye; chat over",
+            EndReason::Interrupted => "interrupted before any peer came; nothing was sent",
+            EndReason::NobodyListening | EndReason::NoReply => "chat over",
+        }
+        .to_owned(),
+    ];
+    if !answered && unconfirmed > 0 {
+        lines.push(match unconfirmed {
+            1 => "the peer never answered: UDP cannot tell whether your message arrived".to_owned(),
+            n => format!(
+                "the peer never answered: UDP cannot tell whether your {n} messages arrived"
+            ),
+        });
+    }
+    if unsent > 0 {
+        lines.push(unsent_lines(unsent));
+    }
+    lines
+}
+
+/// "N typed lines were not sent", in good grammar.
+pub fn unsent_lines(unsent: usize) -> String {
+    if unsent == 1 {
+        "1 typed line was not sent".to_owned()
+    } else {
+        format!("{unsent} typed lines were not sent")
     }
 }
 

@@ -38,7 +38,7 @@ use ratatui::backend::CrosstermBackend;
 use tokio::net::UdpSocket;
 use tokio::signal::unix::{SignalKind, signal};
 use udpchat_proto::client::{Client, ClientEvent};
-use udpchat_proto::lab::{Conversation, EndReason, Event as LabEvent, Turn};
+use udpchat_proto::lab::{Conversation, Event as LabEvent, Turn};
 use udpchat_proto::wire::message::ClientMessage;
 
 use crate::cli::JoinArgs;
@@ -494,6 +494,13 @@ fn undelivered_error(app: &App, client: &Client) -> Option<String> {
 /// How many different strangers' datagrams the lab chat reports (as the line modes do).
 const STRANGERS_REPORTED: usize = 8;
 
+/// How the peer's messages are signed in the lab chat's rows: `:PORT`. The whole address does
+/// not fit the nick column (8 or 12 columns) and was cut just where the port, the part that
+/// tells two peers on one host apart, begins; the top bar and the window's tab show it whole.
+fn peer_label(peer: SocketAddr) -> String {
+    format!(":{}", peer.port())
+}
+
 /// Runs the lab's two-party chat (`udpchat chat`) full-screen: the [`Conversation`] decides,
 /// this loop moves datagrams, keys and lines. The end of the chat ("you said bye; chat over")
 /// is printed on the normal screen once the terminal is restored.
@@ -504,9 +511,10 @@ pub async fn run_chat(
     tracer: Tracer,
     socket: UdpSocket,
     mut conversation: Conversation,
-    turns: bool,
+    args: &crate::cli::ChatArgs,
     greeting: &str,
 ) -> Result<ExitCode> {
+    let turns = args.turns;
     let local = crate::addr::canonical(socket.local_addr()?);
     let peer = conversation
         .peer()
@@ -530,7 +538,7 @@ pub async fn run_chat(
         tracer,
         &mut guard,
         &socket,
-        turns,
+        args,
         &mut conversation,
         &mut app,
         &mut farewell,
@@ -547,11 +555,13 @@ async fn chat_loop(
     tracer: Tracer,
     guard: &mut TerminalGuard,
     socket: &UdpSocket,
-    turns: bool,
+    args: &crate::cli::ChatArgs,
     conversation: &mut Conversation,
     app: &mut App,
     farewell: &mut Vec<String>,
 ) -> Result<ExitCode> {
+    let turns = args.turns;
+    let mut exit = ExitCode::SUCCESS;
     let local = crate::addr::canonical(socket.local_addr()?);
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -569,19 +579,19 @@ async fn chat_loop(
         }
         app.flush_outgoing(|message| {
             if let ClientMessage::Private { text, .. } = message {
-                conversation.handle_line(text);
+                conversation.handle_line(Instant::now(), text);
             }
             Ok(0)
         });
         if app.quit {
             app.quit = false;
-            conversation.handle_interrupt();
+            conversation.handle_interrupt(Instant::now());
         }
         while let Some(transmit) = conversation.poll_transmit() {
-            let to = net::same_family(transmit.destination, local);
-            match socket.send_to(&transmit.payload, to).await {
-                Ok(_) => tracer.datagram(Direction::Sent, local, to, &transmit.payload),
-                Err(e) => app.status_notice(&format!("could not send to {to}: {e}")),
+            if let Err(text) =
+                crate::chat::send(socket, conversation, &transmit, local, tracer).await
+            {
+                app.status_notice(&text);
             }
         }
         while let Some(event) = conversation.poll_event() {
@@ -595,7 +605,10 @@ async fn chat_loop(
                     app.status_notice(&format!("talking with {peer}"));
                 }
                 LabEvent::MessageReceived { from, text } => {
-                    app.on_peer_message(&from.to_string(), &text);
+                    app.on_peer_message(&peer_label(from), &text);
+                }
+                LabEvent::PeerUnreachable { peer, undelivered } => {
+                    app.status_notice(&crate::screen::unreachable_notice(peer, undelivered));
                 }
                 LabEvent::StrangerIgnored { from, len } => {
                     if strangers.len() < STRANGERS_REPORTED && strangers.insert(from) {
@@ -610,50 +623,59 @@ async fn chat_loop(
                 LabEvent::TurnChanged(Turn::Theirs) => {
                     app.status.link = Link::Note("their turn".into());
                 }
-                LabEvent::Ended { reason, unsent } => {
-                    farewell.push(format!(
-                        "-- {}",
-                        match reason {
-                            EndReason::ByeSent => "you said bye; chat over",
-                            EndReason::ByeReceived => "the peer said bye; chat over",
-                            EndReason::Interrupted =>
-                                "interrupted before any peer came; nothing was sent",
-                        }
-                    ));
-                    if unsent > 0 {
-                        farewell.push(format!("-- {unsent} typed line(s) were not sent"));
+                LabEvent::Ended {
+                    reason,
+                    unsent,
+                    unconfirmed,
+                    answered,
+                } => {
+                    let peer = conversation.peer();
+                    if let Some(text) =
+                        crate::chat::failure(reason, unsent, unconfirmed, peer, args.linger)
+                    {
+                        farewell.push(format!("udpchat: error: {text}"));
+                        exit = ExitCode::FAILURE;
+                    } else {
+                        let lines = crate::screen::farewell(reason, unsent, unconfirmed, answered);
+                        farewell.extend(lines.into_iter().map(|line| format!("-- {line}")));
                     }
                 }
             }
         }
         if conversation.is_ended() {
-            return Ok(ExitCode::SUCCESS);
+            return Ok(exit);
         }
         let draw_at = painter.paint(guard, app)?;
-        let deadline = [Some(next_tick), draw_at].into_iter().flatten().min();
+        let deadline = [Some(next_tick), draw_at, conversation.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
         let deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
         tokio::select! {
             received = socket.recv_from(&mut buf) => match received {
                 Ok((n, from)) => {
                     tracer.datagram(Direction::Received, local, from, &buf[..n]);
-                    conversation.handle_datagram(crate::addr::canonical(from), &buf[..n]);
+                    conversation.handle_datagram(
+                        Instant::now(),
+                        crate::addr::canonical(from),
+                        &buf[..n],
+                    );
                 }
-                Err(e) if net::is_icmp_report(&e) => {
-                    app.status_notice("nobody is listening there (ICMP port unreachable): start the other side first; that line was lost");
-                    painter.dirty = true;
-                }
+                Err(e) if net::is_icmp_report(&e) => conversation.handle_unreachable(Instant::now()),
                 Err(e) => return Err(e).context("receiving"),
             },
             event = keyboard.next(), if keyboard_open => {
                 if !painter.on_event(app, event) {
                     keyboard_open = false;
-                    conversation.handle_end_of_input();
+                    conversation.handle_end_of_input(Instant::now());
                 }
             }
-            () = tokio::time::sleep_until(deadline.into()) => {}
-            _ = sigint.recv() => conversation.handle_interrupt(),
-            _ = sigterm.recv() => conversation.handle_interrupt(),
-            _ = sighup.recv() => conversation.handle_interrupt(),
+            () = tokio::time::sleep_until(deadline.into()) => {
+                conversation.handle_timeout(Instant::now());
+            }
+            _ = sigint.recv() => conversation.handle_interrupt(Instant::now()),
+            _ = sigterm.recv() => conversation.handle_interrupt(Instant::now()),
+            _ = sighup.recv() => conversation.handle_interrupt(Instant::now()),
         }
     }
 }
