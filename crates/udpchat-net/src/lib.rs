@@ -8,12 +8,15 @@
 //!   by one of them, in order.
 //! - [`OsRandom`]: unpredictable randomness for connection ids and tokens.
 //! - [`BatchIo`]: `recvmmsg`/`sendmmsg`, many datagrams per system call.
+//! - [`grow_buffers`]: the socket buffers a server asks for, and a note when the kernel caps them.
 
 mod batch;
+mod buffers;
 mod lanes;
 mod random;
 mod serve;
 
 pub use batch::{BATCH, BatchIo, SEND_BATCH};
+pub use buffers::{SERVER_SOCKET_BUFFER, grow_buffers};
 pub use random::OsRandom;
 pub use serve::{IO_LOOP_BOUND, OUTPUT_BOUND, ServeOptions, Wire, serve, serve_with};

@@ -13,7 +13,7 @@
 //! | `udpchat probe` | [`probe`] | the same question, from the outside |
 //! | `udpchat serve` | [`serve`] | beyond the lab: a room server |
 //! | `udpchat join` | [`join`] (+ [`tui`]) | beyond the lab: a room client |
-//! | `udpchat bench` | [`bench`](mod@bench) | beyond the lab: how fast, against what |
+//! | `udpchat bench` | [`udpchat_bench`] (a crate of its own) | beyond the lab: how fast, against what |
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -21,7 +21,6 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 pub mod addr;
-pub mod bench;
 pub mod chat;
 pub mod check;
 pub mod cli;
@@ -54,8 +53,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check(args) => run_check(args.port),
         Command::Serve(args) => serve::run(args, tracer),
         Command::Join(args) => join::run(args, tracer),
-        Command::Bench(args) => bench::run(args),
-        Command::BenchRelay(args) => bench::relay::run(args.port).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => udpchat_bench::run(args),
+        Command::BenchRelay(args) => {
+            udpchat_bench::relay::run(args.port).map(|()| ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -47,7 +47,7 @@ pub fn run(args: &ServeArgs, tracer: Tracer) -> Result<ExitCode> {
         let socket = net::bind(SocketAddr::new(args.bind, args.port))?;
         // Said after the address, not before: it matters only under bursts, and says how to
         // raise the cap then.
-        let buffer_note = net::grow_buffers(&socket);
+        let buffer_note = udpchat_net::grow_buffers(&socket);
         let mut config = ServerConfig::with_peer_timeout(args.peer_timeout);
         config.guests = !args.no_guests;
         config.senders = SenderLimits::per_second(args.max_message_rate, args.max_byte_rate);

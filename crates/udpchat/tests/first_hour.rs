@@ -490,7 +490,7 @@ fn the_readmes_bench_estimate_is_what_bench_says() {
     let udpchat::cli::Command::Bench(args) = cli.command else {
         panic!("not a bench command: {command}")
     };
-    let estimate = udpchat::bench::Estimate::of(
+    let estimate = udpchat_bench::Estimate::of(
         &args,
         args.targets.split(',').count(),
         args.members.split(',').count(),

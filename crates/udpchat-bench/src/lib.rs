@@ -12,7 +12,12 @@
 //! Reported per run: messages sent, deliveries per second, loss, latency percentiles, the
 //! target's CPU time per delivery (from `/proc/PID/stat`), and for one idle run the target's
 //! memory per member (from `/proc/PID/status`). [`report`] writes the table and the plot.
+//!
+//! A crate of its own (not published), run through the `udpchat` binary: [`BenchArgs`] and
+//! [`BenchRelayArgs`] are two of its subcommands, and the targets are started as that same
+//! binary (`udpchat serve`, `udpchat bench-relay`).
 
+mod args;
 pub mod load;
 pub mod relay;
 pub mod report;
@@ -27,7 +32,7 @@ use anyhow::{Context, Result, bail};
 use nix::sched::{CpuSet, sched_setaffinity};
 use nix::unistd::Pid;
 
-use crate::cli::BenchArgs;
+pub use args::{BenchArgs, BenchRelayArgs};
 use load::{Load, MemberKind, Plan};
 
 /// The lab-style relay in Python: what a student would write after step 4.
@@ -326,7 +331,11 @@ impl MemoryResult {
 /// # Errors
 /// A target could not start, or members could not join.
 pub fn run(args: &BenchArgs) -> Result<ExitCode> {
-    let runtime = crate::runtime()?;
+    // One thread: the load's members are tasks on it, pinned to the CPU the target leaves.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, drive(args))
 }
@@ -665,7 +674,7 @@ impl std::fmt::Display for Estimate {
             "{} measurements, about {} rounds of {}: expect about {about}",
             self.measurements,
             self.rounds,
-            crate::send::fmt_secs(self.duration),
+            args::fmt_secs(self.duration),
         )?;
         if self.idle > 0 {
             write!(f, ", then the memory run with {} idle members", self.idle)?;

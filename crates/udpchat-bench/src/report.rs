@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::{MemoryResult, RunResult, Target};
-use crate::cli::BenchArgs;
+use crate::BenchArgs;
 
 /// The table's header.
 pub fn header() -> String {

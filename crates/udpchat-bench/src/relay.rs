@@ -26,7 +26,7 @@ const MAX_DATAGRAM: usize = 2048;
 /// The socket could not be bound or failed.
 pub fn run(port: u16) -> Result<()> {
     let socket = UdpSocket::bind(("127.0.0.1", port)).context("binding the relay")?;
-    if let Some(note) = crate::net::grow_buffers(&socket) {
+    if let Some(note) = udpchat_net::grow_buffers(&socket) {
         eprintln!("{note}");
     }
     eprintln!("listening on udp {}", socket.local_addr()?);
