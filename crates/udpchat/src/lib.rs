@@ -24,6 +24,7 @@ pub mod addr;
 pub mod chat;
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod join;
 pub mod keys;
 pub mod net;

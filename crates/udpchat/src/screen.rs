@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use udpchat_proto::lab::{EndReason, Event, Turn};
 use udpchat_proto::text::{self, neutralize};
 
-use crate::output;
+use crate::{clock, output};
 
 /// Lines typed ahead of the peer are held this many at a time; beyond that, reading stdin
 /// pauses until the chat catches up (backpressure, not unbounded memory, for `cat bigfile |`).
@@ -163,7 +163,7 @@ impl Screen {
         match event {
             Event::MessageReceived { from, text } if editor => vec![Line::Message(format!(
                 "\x1b[2m{}\x1b[0m \x1b[1;36m<{from}>\x1b[0m {}",
-                clock(),
+                clock::minutes(clock::now()),
                 neutralize(text)
             ))],
             Event::MessageReceived { text, .. } => {
@@ -360,15 +360,4 @@ fn read_edited_lines(
         }
     };
     let _ = tx.blocking_send(last);
-}
-
-/// Local wall-clock time as `HH:MM` is not available without a time-zone database; UTC it is,
-/// and marked so.
-fn clock() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-        % 86_400;
-    format!("{:02}:{:02}Z", secs / 3600, secs / 60 % 60)
 }

@@ -1,19 +1,20 @@
 //! `--trace`: show every datagram that crosses the wire, on stderr.
 //!
-//! One header line per datagram (wall-clock time in UTC, direction, local and remote address,
-//! length) followed by a hex + text dump in the style of `hexdump -C`, 16 bytes a row:
+//! One header line per datagram (local time of day, see [`clock`], direction, local and remote
+//! address, length) followed by a hex + text dump in the style of `hexdump -C`, 16 bytes a row:
 //!
 //! ```text
 //! 19:22:01.123456 sent 0.0.0.0:40112 -> 127.0.0.1:12345 5 bytes
 //!   0000  68 65 6c 6c 6f                                    |hello|
 //! ```
 
+use chrono::NaiveTime;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::addr::canonical;
+use crate::clock;
 
 /// Dumps longer than this are cut, with a note saying how much was left out: the first 4 KiB
 /// show any header or text a student looks for, while a 64 KiB datagram would be 4096 rows.
@@ -45,14 +46,14 @@ impl Tracer {
         if !self.enabled {
             return;
         }
-        let text = render(SystemTime::now(), dir, local, remote, payload);
+        let text = render(clock::now(), dir, local, remote, payload);
         let _ = std::io::stderr().lock().write_all(text.as_bytes());
     }
 }
 
 /// The trace text of one datagram, ending in a newline.
 pub fn render(
-    at: SystemTime,
+    at: NaiveTime,
     dir: Direction,
     local: SocketAddr,
     remote: SocketAddr,
@@ -68,24 +69,11 @@ pub fn render(
     let _ = writeln!(
         out,
         "{} {verb} {from} -> {to} {} {bytes}",
-        utc_time(at),
+        clock::micros(at),
         payload.len()
     );
     out.push_str(&hex_dump(payload));
     out
-}
-
-/// `HH:MM:SS.micros` in UTC.
-fn utc_time(at: SystemTime) -> String {
-    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs() % 86_400;
-    format!(
-        "{:02}:{:02}:{:02}.{:06}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        since.subsec_micros()
-    )
 }
 
 /// `hexdump -C`-style rows: offset, 16 hex bytes (a gap after 8), printable ASCII between bars.
@@ -127,13 +115,11 @@ pub fn hex_dump(payload: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[test]
     fn renders_header_and_dump() {
-        let at = UNIX_EPOCH + Duration::from_micros(3_723_000_042); // 01:02:03.000042
+        let at = NaiveTime::from_hms_micro_opt(1, 2, 3, 42).unwrap();
         let local = "0.0.0.0:40000".parse().unwrap();
         let remote = "127.0.0.1:12345".parse().unwrap();
         assert_eq!(

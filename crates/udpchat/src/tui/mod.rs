@@ -42,6 +42,7 @@ use udpchat_proto::lab::{Conversation, Event as LabEvent, Turn};
 use udpchat_proto::wire::message::ClientMessage;
 
 use crate::cli::JoinArgs;
+use crate::clock;
 use crate::join::{FirstNick, KeyCheck, KeyVerdict, describe_close, transmit};
 use crate::net::{self, MAX_DATAGRAM};
 use crate::trace::{Direction, Tracer};
@@ -171,11 +172,6 @@ impl Painter {
     }
 }
 
-/// The wall-clock time as lines show it.
-fn clock() -> String {
-    chrono::Local::now().format("%H:%M").to_string()
-}
-
 /// Recent loss from the connection's counters: retransmitted / sent segments over the last
 /// [`LOSS_WINDOW`] samples.
 #[derive(Default)]
@@ -259,7 +255,7 @@ async fn join_loop(
         server,
     } = link;
     let mut app = App::new(&keys.server_name, &args.nick, &args.room);
-    app.clock = clock();
+    app.clock = clock::minutes(clock::now());
     app.palette = render::Palette::detect();
     app.status_notice(&format!(
         "connecting to {} ({server}) as {}; /help for help",
@@ -283,7 +279,7 @@ async fn join_loop(
         let now = Instant::now();
         if now >= next_tick {
             next_tick = now + Duration::from_secs(1);
-            app.clock = clock();
+            app.clock = clock::minutes(clock::now());
             app.status.rtt = client.rtt();
             if let Some(l) = loss.sample(&client) {
                 app.status.loss = Some(l);
@@ -521,7 +517,7 @@ pub async fn run_chat(
         .map_or_else(|| "(waiting for a peer)".to_owned(), |p| p.to_string());
     let mut guard = TerminalGuard::enter()?;
     let mut app = App::new_peer(&format!("udp {local}"), &peer);
-    app.clock = clock();
+    app.clock = clock::minutes(clock::now());
     app.palette = render::Palette::detect();
     app.status.link = Link::Note(
         match (conversation.peer(), turns, conversation.turn()) {
@@ -575,7 +571,7 @@ async fn chat_loop(
     loop {
         if Instant::now() >= next_tick {
             next_tick = Instant::now() + Duration::from_secs(1);
-            app.clock = clock();
+            app.clock = clock::minutes(clock::now());
         }
         app.flush_outgoing(|message| {
             if let ClientMessage::Private { text, .. } = message {
