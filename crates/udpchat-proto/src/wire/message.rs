@@ -94,34 +94,38 @@ pub enum ClientMessage {
     },
 }
 
-/// How a room message was said.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageKind {
-    /// Plain speech.
-    Say = 0,
-    /// An action (`/me`).
-    Action = 1,
+wire_enum! {
+    /// How a room message was said.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum MessageKind ("message kind") {
+        /// Plain speech.
+        Say = 0,
+        /// An action (`/me`).
+        Action = 1,
+    }
 }
 
-/// Why a request was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    /// The nick is taken by someone else.
-    NickTaken = 1,
-    /// The nick or room name is not allowed (length, characters, reserved prefix).
-    InvalidName = 2,
-    /// No user has that nick.
-    NoSuchNick = 3,
-    /// The request needs membership of a room this client is not in.
-    NotInRoom = 4,
-    /// The client must choose a nick first.
-    NoNick = 5,
-    /// The text is too long.
-    TooLong = 6,
-    /// A server limit was reached (rooms, members).
-    Full = 7,
-    /// The request was malformed.
-    BadRequest = 8,
+wire_enum! {
+    /// Why a request was refused.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum ErrorCode ("error code") {
+        /// The nick is taken by someone else.
+        NickTaken = 1,
+        /// The nick or room name is not allowed (length, characters, reserved prefix).
+        InvalidName = 2,
+        /// No user has that nick.
+        NoSuchNick = 3,
+        /// The request needs membership of a room this client is not in.
+        NotInRoom = 4,
+        /// The client must choose a nick first.
+        NoNick = 5,
+        /// The text is too long.
+        TooLong = 6,
+        /// A server limit was reached (rooms, members).
+        Full = 7,
+        /// The request was malformed.
+        BadRequest = 8,
+    }
 }
 
 /// What the server tells a client.
@@ -337,16 +341,7 @@ impl ServerMessage {
             0x85 => {
                 let room = r.str8(MAX_NAME, "room")?;
                 let from = r.str8(MAX_NAME, "nick")?;
-                let kind = match r.u8("message kind")? {
-                    0 => MessageKind::Say,
-                    1 => MessageKind::Action,
-                    value => {
-                        return Err(DecodeError::UnknownKind {
-                            what: "message kind",
-                            value,
-                        });
-                    }
-                };
+                let kind = MessageKind::try_from(r.u8("message kind")?)?;
                 let history = match r.u8("history")? {
                     0 => false,
                     1 => true,
@@ -382,22 +377,7 @@ impl ServerMessage {
                 set_by: r.str8(MAX_NAME, "nick")?,
             },
             0x89 => {
-                let code = match r.u8("error code")? {
-                    1 => ErrorCode::NickTaken,
-                    2 => ErrorCode::InvalidName,
-                    3 => ErrorCode::NoSuchNick,
-                    4 => ErrorCode::NotInRoom,
-                    5 => ErrorCode::NoNick,
-                    6 => ErrorCode::TooLong,
-                    7 => ErrorCode::Full,
-                    8 => ErrorCode::BadRequest,
-                    value => {
-                        return Err(DecodeError::UnknownKind {
-                            what: "error code",
-                            value,
-                        });
-                    }
-                };
+                let code = ErrorCode::try_from(r.u8("error code")?)?;
                 Self::Error {
                     code,
                     text: r.str32(MAX_TEXT, "error text")?,

@@ -10,6 +10,47 @@
 //! port serves framed clients and plain-text guests: [`is_framed`] tells them apart.
 //! All integers are big-endian.
 
+/// Declares a wire enum: a fieldless enum whose discriminants are its bytes on the wire, with
+/// its decoding, `TryFrom<u8>` (an unknown byte is [`DecodeError::UnknownKind`] named by the
+/// string after the enum's name), its encoding, `u8::from`, and `ALL`, every value in order.
+/// The variants are listed once, so decoding cannot forget one.
+macro_rules! wire_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident ($what:literal) {
+            $($(#[$vmeta:meta])* $variant:ident = $value:literal,)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(u8)]
+        $vis enum $name {
+            $($(#[$vmeta])* $variant = $value,)+
+        }
+
+        impl $name {
+            /// Every value, in the order of their bytes.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+        }
+
+        impl TryFrom<u8> for $name {
+            type Error = $crate::wire::DecodeError;
+
+            fn try_from(value: u8) -> Result<Self, Self::Error> {
+                match value {
+                    $($value => Ok($name::$variant),)+
+                    value => Err($crate::wire::DecodeError::UnknownKind { what: $what, value }),
+                }
+            }
+        }
+
+        impl From<$name> for u8 {
+            fn from(value: $name) -> u8 {
+                value as u8
+            }
+        }
+    };
+}
+
 pub mod message;
 pub mod packet;
 
@@ -176,7 +217,38 @@ impl<B: bytes::BufMut> Writer for B {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Debug;
+
+    use super::message::{ErrorCode, MessageKind};
+    use super::packet::{CloseCode, PacketKind};
     use super::*;
+
+    /// Every value of a wire enum survives its byte, and every other byte is refused, named.
+    fn round_trips<T>(all: &[T], what: &'static str, bytes: &[u8])
+    where
+        T: Copy + Debug + PartialEq + TryFrom<u8, Error = DecodeError> + Into<u8>,
+    {
+        let encoded: Vec<u8> = all.iter().map(|&value| value.into()).collect();
+        assert_eq!(encoded, bytes, "{what}");
+        for &value in all {
+            assert_eq!(T::try_from(value.into()), Ok(value), "{what}");
+        }
+        for byte in (0..=u8::MAX).filter(|b| !bytes.contains(b)) {
+            assert_eq!(
+                T::try_from(byte),
+                Err(DecodeError::UnknownKind { what, value: byte }),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn wire_enums_round_trip_through_their_byte() {
+        round_trips(PacketKind::ALL, "packet kind", &[1, 2, 3, 4, 5, 6, 7, 8]);
+        round_trips(CloseCode::ALL, "close reason", &[0, 1, 2, 3, 4]);
+        round_trips(MessageKind::ALL, "message kind", &[0, 1]);
+        round_trips(ErrorCode::ALL, "error code", &[1, 2, 3, 4, 5, 6, 7, 8]);
+    }
 
     #[test]
     fn plain_text_is_never_framed() {

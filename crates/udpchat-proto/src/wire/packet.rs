@@ -1,4 +1,6 @@
-//! Datagrams of the framed protocol: header, then a body per kind.
+//! Datagrams of the framed protocol: header, then a body per kind ([`PacketKind`], eight of
+//! them: five plain, three for secure mode). Byte by byte, with the reasons, in
+//! `docs/PROTOCOL.md`.
 //!
 //! ```text
 //! header (12 bytes)
@@ -9,13 +11,21 @@
 //! flags: bit 0 ENCRYPTED (reserved for the encrypted envelope; must be 0 in version 1)
 //!        bit 1 ACK_REQUESTED (Data only: answer at once, used by keepalives)
 //!
-//! Hello   (kind 1, c->s, connection id 0): nonce u64, cookie u64 (0: none yet),
-//!                         zero padding to 48 bytes in all
-//! Retry   (kind 5, s->c, connection id 0): nonce u64 (echoed), cookie u64
-//! Welcome (kind 2, s->c): nonce u64 (echoed), token u64, keepalive_ms u32, idle_timeout_ms u32
-//! Data    (kind 3, both): token u64, next_expected u32, sack u64, then segments to the end:
-//!                         seq u32, seg_flags u8 (bit 0 FIRST, bit 1 LAST), len u16, payload
-//! Close   (kind 4, both): token u64, reason u8
+//! kind  name           way   body after the header
+//!  1    Hello          c->s  nonce u64, cookie u64 (0: none yet), zero padding to 48 bytes
+//!                            in all; connection id 0
+//!  2    Welcome        s->c  nonce u64 (echoed), token u64, keepalive_ms u32, idle_timeout_ms u32
+//!  3    Data           both  token u64, next_expected u32, sack u64, then segments to the end:
+//!                            seq u32, seg_flags u8 (bit 0 FIRST, bit 1 LAST), len u16, payload
+//!  4    Close          both  token u64, reason u8 (a CloseCode)
+//!  5    Retry          s->c  nonce u64 (echoed), cookie u64; connection id 0
+//! secure mode (a Noise NX handshake, then every Data and Close sealed whole):
+//!  6    SecureHello    c->s  nonce u64, cookie u64, Noise message 1 (32 bytes), zero padding
+//!                            to 160 bytes in all; connection id 0
+//!  7    SecureWelcome  s->c  nonce u64 (echoed), Noise message 2 to the end (112 bytes: the
+//!                            server's keys, and a Welcome's token and timers, encrypted)
+//!  8    Sealed         both  nonce u64 (the AEAD nonce, in clear), then to the end a whole
+//!                            Data or Close datagram, header included, encrypted, and its tag
 //! ```
 
 use super::{DecodeError, MARKER, Reader, VERSION, Writer};
@@ -45,25 +55,27 @@ const SEG_LAST: u8 = 0b10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionId(pub u64);
 
-/// The four kinds of framed datagram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PacketKind {
-    /// A client asks for a connection.
-    Hello = 1,
-    /// The server grants one.
-    Welcome = 2,
-    /// Acknowledgements and reliable segments, either way.
-    Data = 3,
-    /// Either side ends the connection.
-    Close = 4,
-    /// The server asks the client to prove its address before it gets any state.
-    Retry = 5,
-    /// A Hello that opens a Noise handshake (secure rooms).
-    SecureHello = 6,
-    /// The Welcome that completes it.
-    SecureWelcome = 7,
-    /// A Data or Close datagram, encrypted and authenticated.
-    Sealed = 8,
+wire_enum! {
+    /// The eight kinds of framed datagram: the byte after the version.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum PacketKind ("packet kind") {
+        /// A client asks for a connection.
+        Hello = 1,
+        /// The server grants one.
+        Welcome = 2,
+        /// Acknowledgements and reliable segments, either way.
+        Data = 3,
+        /// Either side ends the connection.
+        Close = 4,
+        /// The server asks the client to prove its address before it gets any state.
+        Retry = 5,
+        /// A Hello that opens a Noise handshake (secure rooms).
+        SecureHello = 6,
+        /// The Welcome that completes it.
+        SecureWelcome = 7,
+        /// A Data or Close datagram, encrypted and authenticated.
+        Sealed = 8,
+    }
 }
 
 /// A SecureHello is padded to this size, so that neither the Retry (28 bytes) nor the
@@ -92,19 +104,21 @@ pub struct Segment {
     pub payload: Vec<u8>,
 }
 
-/// Why a connection was closed, as told to the other side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseCode {
-    /// The user left.
-    Leaving = 0,
-    /// The server is shutting down.
-    ServerShutdown = 1,
-    /// The peer broke the protocol.
-    ProtocolViolation = 2,
-    /// The peer was too slow to keep up and was disconnected.
-    TooSlow = 3,
-    /// Nothing was heard from the peer for too long.
-    TimedOut = 4,
+wire_enum! {
+    /// Why a connection was closed, as told to the other side.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum CloseCode ("close reason") {
+        /// The user left.
+        Leaving = 0,
+        /// The server is shutting down.
+        ServerShutdown = 1,
+        /// The peer broke the protocol.
+        ProtocolViolation = 2,
+        /// The peer was too slow to keep up and was disconnected.
+        TooSlow = 3,
+        /// Nothing was heard from the peer for too long.
+        TimedOut = 4,
+    }
 }
 
 /// A decoded framed datagram.
@@ -377,8 +391,8 @@ impl<'a> PacketRef<'a> {
             return Err(DecodeError::UnsupportedFlags(flags));
         }
         debug_assert_eq!(flags & FLAG_ENCRYPTED, 0);
-        let packet = match kind {
-            1 => {
+        let packet = match PacketKind::try_from(kind)? {
+            PacketKind::Hello => {
                 if datagram.len() < HELLO_LEN {
                     return Err(DecodeError::Truncated("hello padding"));
                 }
@@ -392,36 +406,24 @@ impl<'a> PacketRef<'a> {
                 r.take(rest, "padding")?;
                 PacketRef::Other(Packet::Hello { nonce, cookie })
             }
-            2 => PacketRef::Other(Packet::Welcome {
+            PacketKind::Welcome => PacketRef::Other(Packet::Welcome {
                 connection,
                 nonce: r.u64("nonce")?,
                 token: r.u64("token")?,
                 keepalive_ms: r.u32("keepalive")?,
                 idle_timeout_ms: r.u32("idle timeout")?,
             }),
-            3 => PacketRef::Data(read_data(&mut r, connection, flags)?),
-            4 => {
+            PacketKind::Data => PacketRef::Data(read_data(&mut r, connection, flags)?),
+            PacketKind::Close => {
                 let token = r.u64("token")?;
-                let reason = match r.u8("close reason")? {
-                    0 => CloseCode::Leaving,
-                    1 => CloseCode::ServerShutdown,
-                    2 => CloseCode::ProtocolViolation,
-                    3 => CloseCode::TooSlow,
-                    4 => CloseCode::TimedOut,
-                    value => {
-                        return Err(DecodeError::UnknownKind {
-                            what: "close reason",
-                            value,
-                        });
-                    }
-                };
+                let reason = CloseCode::try_from(r.u8("close reason")?)?;
                 PacketRef::Other(Packet::Close {
                     connection,
                     token,
                     reason,
                 })
             }
-            6 => {
+            PacketKind::SecureHello => {
                 if datagram.len() < SECURE_HELLO_LEN || connection.0 != 0 {
                     return Err(DecodeError::OutOfRange("secure hello"));
                 }
@@ -436,7 +438,7 @@ impl<'a> PacketRef<'a> {
                     noise,
                 })
             }
-            7 => {
+            PacketKind::SecureWelcome => {
                 let nonce = r.u64("nonce")?;
                 let rest = r.remaining();
                 PacketRef::Other(Packet::SecureWelcome {
@@ -445,7 +447,7 @@ impl<'a> PacketRef<'a> {
                     noise: r.take(rest, "noise message 2")?.to_vec(),
                 })
             }
-            8 => {
+            PacketKind::Sealed => {
                 let nonce = r.u64("nonce")?;
                 let rest = r.remaining();
                 PacketRef::Sealed {
@@ -454,7 +456,7 @@ impl<'a> PacketRef<'a> {
                     ciphertext: r.take(rest, "ciphertext")?,
                 }
             }
-            5 => {
+            PacketKind::Retry => {
                 if connection.0 != 0 {
                     return Err(DecodeError::OutOfRange("retry connection id"));
                 }
@@ -462,12 +464,6 @@ impl<'a> PacketRef<'a> {
                     nonce: r.u64("nonce")?,
                     cookie: r.u64("cookie")?,
                 })
-            }
-            value => {
-                return Err(DecodeError::UnknownKind {
-                    what: "packet kind",
-                    value,
-                });
             }
         };
         r.finish()?;
