@@ -260,7 +260,9 @@ fn a_server_message_that_does_not_decode_ends_join_with_an_error() {
         if json {
             args.push("--json");
         }
-        let mut ada = Proc::udpchat(&args);
+        // The fake's key is pinned in a data directory of its own (see
+        // support::fresh_data_home).
+        let mut ada = Proc::udpchat_in(&support::fresh_data_home("fake-server"), &args);
         assert_eq!(ada.wait().code(), Some(1), "exit status (json: {json})");
         let errors: Vec<String> = ada
             .stderr_so_far()
@@ -351,8 +353,7 @@ const AFTER: &str = "echo \"EXITED $?\"; sleep 60";
 
 /// `join` full-screen in a tmux terminal of its own, with its own data directory.
 fn join_full_screen(name: &str, port: u16, nick: &str, extra: &str) -> support::tmux::Tmux {
-    let home = support::data_home().join(name);
-    std::fs::create_dir_all(&home).unwrap();
+    let home = support::fresh_data_home(name);
     let command = format!(
         "env XDG_DATA_HOME={} {} join 127.0.0.1:{port} --nick {nick} {extra}; {AFTER}",
         home.display(),
