@@ -1044,7 +1044,8 @@ impl Server {
                 secrets
                     .extend_from_slice(&self.ms(self.config.connection.idle_timeout).to_be_bytes());
                 // A malformed first message: silence.
-                let Ok((transport, reply)) = ServerHandshake::respond(identity, noise, &secrets)
+                let Ok((transport, reply)) =
+                    ServerHandshake::respond(identity, noise, &secrets, &mut *self.rng)
                 else {
                     return;
                 };
