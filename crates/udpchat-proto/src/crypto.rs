@@ -19,7 +19,7 @@
 //! # Randomness
 //!
 //! The handshakes' ephemeral keys are drawn from the [`RandomSource`] the caller passes in,
-//! not from the operating system (snow's default): [`InjectedResolver`] gives snow the default
+//! not from the operating system (snow's default): an `InjectedResolver` gives snow the default
 //! primitives but a generator seeded from that source. The drivers pass an unpredictable
 //! source (`udpchat_net::OsRandom`), so the keys are as secret as before; a simulation passes
 //! a seeded one, and a seed replays a secure run byte for byte.
