@@ -6,6 +6,11 @@
 //! no terminal, no files) and **never reads the clock**: drivers (the `udpchat` crate) own the
 //! sockets and the keyboard and feed this crate with what arrived, then drain what it wants sent.
 //!
+//! Nor does it draw randomness of its own: ids, tokens, MAC keys, hash-map seeds and the Noise
+//! handshakes' ephemeral keys all come from the [`rng::RandomSource`] the driver hands in (the
+//! operating system's in a real run, a seeded [`rng::SplitMix64`] in tests), so a simulation's
+//! seed replays its run byte for byte.
+//!
 //! ```text
 //!   keyboard lines ──► handle_line()      ┌──────────────┐  poll_transmit() ──► socket.send_to()
 //!                                         │ Conversation │

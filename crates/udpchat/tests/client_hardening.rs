@@ -12,6 +12,7 @@ use serde_json::Value;
 use support::{Proc, TIMEOUT};
 use udpchat_proto::crypto::{SEAL_OVERHEAD, ServerHandshake, StaticKeypair};
 use udpchat_proto::reliable::{Connection, ConnectionConfig};
+use udpchat_proto::rng::SplitMix64;
 use udpchat_proto::wire::message::ServerMessage;
 use udpchat_proto::wire::packet::{ConnectionId, MAX_DATAGRAM, Packet, PacketRef};
 
@@ -196,7 +197,8 @@ fn fake_server_sending(messages: Vec<Vec<u8>>) -> (u16, std::thread::JoinHandle<
         let mut secrets = token.to_be_bytes().to_vec();
         secrets.extend_from_slice(&5_000_u32.to_be_bytes());
         secrets.extend_from_slice(&30_000_u32.to_be_bytes());
-        let (mut transport, reply) = ServerHandshake::respond(&keys, &noise, &secrets).unwrap();
+        let (mut transport, reply) =
+            ServerHandshake::respond(&keys, &noise, &secrets, &mut SplitMix64::new(1)).unwrap();
         let welcome = Packet::SecureWelcome {
             connection: id,
             nonce,
