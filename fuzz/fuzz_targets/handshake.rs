@@ -7,28 +7,31 @@
 
 use libfuzzer_sys::fuzz_target;
 use udpchat_proto::crypto::{ClientHandshake, ServerHandshake, StaticKeypair};
+use udpchat_proto::rng::SplitMix64;
 
 fuzz_target!(|data: &[u8]| run(data));
 
 fn run(data: &[u8]) {
     let Some((&selector, rest)) = data.split_first() else { return };
     let Ok(keys) = StaticKeypair::from_private([7; 32]) else { return };
+    // Seeded: a crash reproduces from its input alone.
+    let rng = &mut SplitMix64::new(1);
     match selector % 3 {
         // Arbitrary first message to the server.
         0 => {
-            let _ = ServerHandshake::respond(&keys, rest, b"payload");
+            let _ = ServerHandshake::respond(&keys, rest, b"payload", rng);
         }
         // Arbitrary second message to a client (pinned or not).
         1 => {
             let pinned = (rest.first().copied().unwrap_or(0) & 1 == 1).then_some(keys.public);
-            let Ok((client, _hello)) = ClientHandshake::new(pinned) else { return };
+            let Ok((client, _hello)) = ClientHandshake::new(pinned, rng) else { return };
             let _ = client.finish(rest);
         }
         // A real session, then arbitrary datagrams: nothing forged opens, and a genuine one
         // opens exactly once.
         _ => {
-            let Ok((client, hello)) = ClientHandshake::new(Some(keys.public)) else { return };
-            let Ok((mut server, welcome)) = ServerHandshake::respond(&keys, &hello, b"") else {
+            let Ok((client, hello)) = ClientHandshake::new(Some(keys.public), rng) else { return };
+            let Ok((mut server, welcome)) = ServerHandshake::respond(&keys, &hello, b"", rng) else {
                 panic!("a genuine first message was refused")
             };
             let Ok((mut client, _, _)) = client.finish(&welcome) else {

@@ -109,7 +109,7 @@ fn run(data: &[u8]) {
                 let nonce = u64::from(input.byte());
                 let cookie = peers.get(&from).map_or(0, |p| p.cookie);
                 let hello = if secure {
-                    let Ok((handshake, noise)) = ClientHandshake::new(None) else { continue };
+                    let Ok((handshake, noise)) = ClientHandshake::new(None, &mut SplitMix64::new(nonce)) else { continue };
                     peers.entry(from).or_default().handshake = Some(handshake);
                     Packet::SecureHello { nonce, cookie, noise }.to_bytes()
                 } else {

@@ -6,7 +6,8 @@
 //!   of its own that waits in `poll(2)` (not epoll: see the module's note on what that costs);
 //!   [`serve_with`] adds sending threads that share the output, each member's datagrams sent
 //!   by one of them, in order.
-//! - [`OsRandom`]: unpredictable randomness for connection ids and tokens.
+//! - [`OsRandom`]: the operating system's randomness (`getrandom`), the source the core draws
+//!   its connection ids, tokens, keys and hash seeds from.
 //! - [`BatchIo`]: `recvmmsg`/`sendmmsg`, many datagrams per system call.
 //! - [`grow_buffers`]: the socket buffers a server asks for, and a note when the kernel caps them.
 

@@ -165,8 +165,9 @@ fn guest_fan_out(c: &mut Criterion) {
 fn crypto(c: &mut Criterion) {
     let mut group = c.benchmark_group("crypto");
     let keys = StaticKeypair::from_private([7; 32]).unwrap();
-    let (client, hello) = ClientHandshake::new(None).unwrap();
-    let (mut server, welcome) = ServerHandshake::respond(&keys, &hello, b"").unwrap();
+    let (client, hello) = ClientHandshake::new(None, &mut SplitMix64::new(1)).unwrap();
+    let (mut server, welcome) =
+        ServerHandshake::respond(&keys, &hello, b"", &mut SplitMix64::new(2)).unwrap();
     let (mut client, _, _) = client.finish(&welcome).unwrap();
     for size in [100usize, 1200] {
         let plaintext = vec![b'x'; size];

@@ -182,7 +182,7 @@ impl Client {
             foreign_answer: false,
         };
         if let Some(pinned) = client.config.secure {
-            match ClientHandshake::new(pinned) {
+            match ClientHandshake::new(pinned, rng) {
                 Ok(handshake) => client.handshake = Some(handshake),
                 Err(_) => client.end(CloseReason::ProtocolViolation),
             }

@@ -15,12 +15,27 @@
 //! Over UDP, datagrams are lost and reordered, so the transport keys are used with
 //! [`snow::StatelessTransportState`]: each datagram carries its 64-bit nonce in clear, and the
 //! receiver keeps a [`ReplayWindow`] of the nonces it has accepted.
+//!
+//! # Randomness
+//!
+//! The handshakes' ephemeral keys are drawn from the [`RandomSource`] the caller passes in,
+//! not from the operating system (snow's default): an `InjectedResolver` gives snow the default
+//! primitives but a generator seeded from that source. The drivers pass an unpredictable
+//! source (`udpchat_net::OsRandom`), so the keys are as secret as before; a simulation passes
+//! a seeded one, and a seed replays a secure run byte for byte.
 
-use snow::params::{DHChoice, NoiseParams};
+use std::cell::Cell;
 
-use crate::wire::packet::{ConnectionId, put_sealed_header};
+use blake2::Blake2sMac;
+use blake2::digest::consts::U32;
+use blake2::digest::{KeyInit, Mac};
 use bytes::BytesMut;
+use snow::params::{CipherChoice, DHChoice, HashChoice, NoiseParams};
 use snow::resolvers::{CryptoResolver, DefaultResolver};
+use snow::types::{Cipher, Dh, Hash, Random};
+
+use crate::rng::{RandomSource, fill_bytes};
+use crate::wire::packet::{ConnectionId, put_sealed_header};
 
 /// The Noise protocol name.
 pub const NOISE_PARAMS: &str = "Noise_NX_25519_ChaChaPoly_BLAKE2s";
@@ -71,6 +86,82 @@ fn params() -> NoiseParams {
 
 fn internal(e: impl std::fmt::Display) -> CryptoError {
     CryptoError::Internal(e.to_string())
+}
+
+/// A snow builder whose randomness comes from `rng` (see [`InjectedResolver`]).
+fn builder(rng: &mut dyn RandomSource) -> snow::Builder<'static> {
+    snow::Builder::with_resolver(params(), Box::new(InjectedResolver::new(rng)))
+}
+
+/// snow's [`DefaultResolver`] primitives (X25519, ChaCha20-Poly1305, BLAKE2s), with randomness
+/// from a 256-bit seed drawn from the injected [`RandomSource`] when a handshake starts.
+///
+/// Each generator it resolves is its own stream of that seed (snow resolves one per
+/// handshake, for the ephemeral key).
+struct InjectedResolver {
+    seed: [u8; 32],
+    /// The next stream to hand out.
+    streams: Cell<u64>,
+}
+
+impl InjectedResolver {
+    fn new(rng: &mut dyn RandomSource) -> Self {
+        let mut seed = [0u8; 32];
+        fill_bytes(rng, &mut seed);
+        Self {
+            seed,
+            streams: Cell::new(0),
+        }
+    }
+}
+
+impl CryptoResolver for InjectedResolver {
+    fn resolve_rng(&self) -> Option<Box<dyn Random>> {
+        let stream = self.streams.get();
+        self.streams.set(stream.wrapping_add(1));
+        Some(Box::new(SeededRandom {
+            key: self.seed,
+            stream,
+            block: 0,
+        }))
+    }
+
+    fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {
+        DefaultResolver.resolve_dh(choice)
+    }
+
+    fn resolve_hash(&self, choice: &HashChoice) -> Option<Box<dyn Hash>> {
+        DefaultResolver.resolve_hash(choice)
+    }
+
+    fn resolve_cipher(&self, choice: &CipherChoice) -> Option<Box<dyn Cipher>> {
+        DefaultResolver.resolve_cipher(choice)
+    }
+}
+
+/// A deterministic random bit generator: keyed BLAKE2s (a PRF) over (stream, block counter),
+/// 32 bytes per block. As unpredictable as its key, which [`InjectedResolver`] draws from the
+/// injected source.
+struct SeededRandom {
+    key: [u8; 32],
+    stream: u64,
+    block: u64,
+}
+
+impl Random for SeededRandom {
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), snow::Error> {
+        for chunk in dest.chunks_mut(32) {
+            // BLAKE2s takes keys of up to 32 bytes: this one is its full size, no error possible.
+            let mut mac = <Blake2sMac<U32> as KeyInit>::new(&self.key.into());
+            mac.update(b"udpchat noise rng");
+            mac.update(&self.stream.to_le_bytes());
+            mac.update(&self.block.to_le_bytes());
+            self.block = self.block.wrapping_add(1);
+            let block: [u8; 32] = mac.finalize().into_bytes().into();
+            chunk.copy_from_slice(&block[..chunk.len()]);
+        }
+        Ok(())
+    }
 }
 
 /// A server's long-term X25519 key pair.
@@ -196,14 +287,16 @@ impl std::fmt::Debug for Transport {
 }
 
 impl ClientHandshake {
-    /// Starts a handshake; with `pinned`, only that server key is accepted.
+    /// Starts a handshake; with `pinned`, only that server key is accepted. The ephemeral key
+    /// is drawn from `rng`.
     ///
     /// # Errors
     /// Only if the crypto library fails.
-    pub fn new(pinned: Option<[u8; KEY_LEN]>) -> Result<(Self, Vec<u8>), CryptoError> {
-        let mut state = snow::Builder::new(params())
-            .build_initiator()
-            .map_err(internal)?;
+    pub fn new(
+        pinned: Option<[u8; KEY_LEN]>,
+        rng: &mut dyn RandomSource,
+    ) -> Result<(Self, Vec<u8>), CryptoError> {
+        let mut state = builder(rng).build_initiator().map_err(internal)?;
         let mut msg = vec![0u8; HANDSHAKE_1_LEN + SLACK];
         let n = state.write_message(&[], &mut msg).map_err(internal)?;
         msg.truncate(n);
@@ -253,7 +346,7 @@ impl ClientHandshake {
 
 impl ServerHandshake {
     /// Answers a client's first message with the second, carrying `payload` encrypted, and
-    /// returns the transport keys.
+    /// returns the transport keys. The ephemeral key is drawn from `rng`.
     ///
     /// # Errors
     /// [`CryptoError::BadMessage`] if the first message is malformed.
@@ -261,8 +354,9 @@ impl ServerHandshake {
         keys: &StaticKeypair,
         message: &[u8],
         payload: &[u8],
+        rng: &mut dyn RandomSource,
     ) -> Result<(Transport, Vec<u8>), CryptoError> {
-        let mut state = snow::Builder::new(params())
+        let mut state = builder(rng)
             .local_private_key(&keys.private)
             .map_err(internal)?
             .build_responder()
@@ -451,7 +545,12 @@ impl ReplayWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::SplitMix64;
     use crate::wire::packet::Packet;
+
+    fn rng() -> SplitMix64 {
+        SplitMix64::new(9)
+    }
 
     fn server_keys(seed: u8) -> StaticKeypair {
         StaticKeypair::from_private([seed; KEY_LEN]).unwrap()
@@ -461,9 +560,10 @@ mod tests {
         keys: &StaticKeypair,
         pinned: Option<[u8; KEY_LEN]>,
     ) -> Result<(Transport, Transport), CryptoError> {
-        let (client, hello) = ClientHandshake::new(pinned)?;
+        let (client, hello) = ClientHandshake::new(pinned, &mut rng())?;
         assert_eq!(hello.len(), HANDSHAKE_1_LEN);
-        let (server_transport, welcome) = ServerHandshake::respond(keys, &hello, b"session 42")?;
+        let (server_transport, welcome) =
+            ServerHandshake::respond(keys, &hello, b"session 42", &mut rng())?;
         assert_eq!(welcome.len(), HANDSHAKE_2_OVERHEAD + 10);
         let (client_transport, learned, payload) = client.finish(&welcome)?;
         assert_eq!(learned, keys.public);
@@ -519,8 +619,8 @@ mod tests {
     #[test]
     fn tampered_messages_are_refused() {
         let keys = server_keys(1);
-        let (client, hello) = ClientHandshake::new(None).unwrap();
-        let (_, mut welcome) = ServerHandshake::respond(&keys, &hello, b"x").unwrap();
+        let (client, hello) = ClientHandshake::new(None, &mut rng()).unwrap();
+        let (_, mut welcome) = ServerHandshake::respond(&keys, &hello, b"x", &mut rng()).unwrap();
         welcome[40] ^= 1;
         assert_eq!(client.finish(&welcome).err(), Some(CryptoError::BadMessage));
 
@@ -597,5 +697,32 @@ mod tests {
             fingerprint(&server_keys(8).public),
             fingerprint(&keys.public)
         );
+    }
+
+    #[test]
+    fn ephemeral_keys_come_from_the_injected_source() {
+        let hello = |seed| {
+            ClientHandshake::new(None, &mut SplitMix64::new(seed))
+                .unwrap()
+                .1
+        };
+        assert_eq!(hello(1), hello(1), "the same seed, the same ephemeral key");
+        assert_ne!(hello(1), hello(2));
+        let keys = server_keys(1);
+        let welcome = |seed| {
+            ServerHandshake::respond(&keys, &hello(1), b"x", &mut SplitMix64::new(seed))
+                .unwrap()
+                .1
+        };
+        assert_eq!(welcome(3), welcome(3));
+        assert_ne!(welcome(3), welcome(4));
+        // Each generator the resolver hands out is a stream of its own.
+        let resolver = InjectedResolver::new(&mut SplitMix64::new(5));
+        let draw = |r: &InjectedResolver| {
+            let mut out = [0u8; 40];
+            r.resolve_rng().unwrap().try_fill_bytes(&mut out).unwrap();
+            out
+        };
+        assert_ne!(draw(&resolver), draw(&resolver));
     }
 }

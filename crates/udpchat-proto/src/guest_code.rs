@@ -15,10 +15,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use foldhash::HashMap;
-
 use crate::mac::MacKey;
-use crate::rng::RandomSource;
+use crate::rng::{HashMap, RandomSource, new_map};
 
 /// Characters in a code.
 pub const CODE_LEN: usize = 8;
@@ -74,7 +72,7 @@ impl GuestCodes {
         Self {
             key: MacKey::random(rng),
             epoch: None,
-            failures: HashMap::default(),
+            failures: new_map(rng),
             wrong: 0,
         }
     }

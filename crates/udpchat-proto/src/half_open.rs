@@ -20,8 +20,7 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use foldhash::HashMap;
-
+use crate::rng::{HashMap, RandomSource, new_map};
 use crate::wire::packet::ConnectionId;
 
 /// One half-open handshake.
@@ -72,15 +71,16 @@ fn network(ip: IpAddr) -> IpAddr {
 }
 
 impl<T> HalfOpen<T> {
-    /// An empty table of `capacity` entries at most (at least 1), each kept `lifetime`.
-    pub(crate) fn new(capacity: usize, lifetime: Duration) -> Self {
+    /// An empty table of `capacity` entries at most (at least 1), each kept `lifetime`; its
+    /// maps seeded from `rng`.
+    pub(crate) fn new(capacity: usize, lifetime: Duration, rng: &mut dyn RandomSource) -> Self {
         Self {
             capacity: capacity.max(1),
             lifetime,
-            entries: HashMap::default(),
-            by_hello: HashMap::default(),
+            entries: new_map(rng),
+            by_hello: new_map(rng),
             order: VecDeque::new(),
-            per_network: HashMap::default(),
+            per_network: new_map(rng),
             evicted: 0,
             expired: 0,
         }
@@ -223,6 +223,7 @@ impl<T> HalfOpen<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::SplitMix64;
 
     fn addr(a: u8, b: u8) -> SocketAddr {
         SocketAddr::from(([10, 0, a, b], 4000))
@@ -230,7 +231,7 @@ mod tests {
 
     #[test]
     fn entries_expire_after_their_lifetime_oldest_first() {
-        let mut t = HalfOpen::new(10, Duration::from_secs(5));
+        let mut t = HalfOpen::new(10, Duration::from_secs(5), &mut SplitMix64::new(1));
         let t0 = Instant::now();
         t.insert(t0, ConnectionId(1), addr(0, 1), 1, ());
         t.insert(
@@ -253,7 +254,7 @@ mod tests {
 
     #[test]
     fn a_repeated_hello_finds_its_handshake() {
-        let mut t = HalfOpen::new(10, Duration::from_secs(5));
+        let mut t = HalfOpen::new(10, Duration::from_secs(5), &mut SplitMix64::new(1));
         let t0 = Instant::now();
         t.insert(t0, ConnectionId(1), addr(0, 1), 77, "welcome");
         assert_eq!(
@@ -266,7 +267,7 @@ mod tests {
 
     #[test]
     fn a_full_table_evicts_from_the_most_crowded_network_oldest_first() {
-        let mut t = HalfOpen::new(8, Duration::from_secs(5));
+        let mut t = HalfOpen::new(8, Duration::from_secs(5), &mut SplitMix64::new(1));
         let t0 = Instant::now();
         // A lone client on network 1, then a flood from network 2.
         t.insert(t0, ConnectionId(1), addr(1, 1), 1, ());
@@ -285,7 +286,7 @@ mod tests {
 
     #[test]
     fn the_flood_of_many_networks_evicts_its_own() {
-        let mut t = HalfOpen::new(64, Duration::from_secs(5));
+        let mut t = HalfOpen::new(64, Duration::from_secs(5), &mut SplitMix64::new(1));
         let t0 = Instant::now();
         t.insert(t0, ConnectionId(1), addr(200, 1), 1, ());
         // 50 networks, 10,000 handshakes, in turn.

@@ -42,6 +42,11 @@
 //! The lab's chat is smaller: [`lab::Conversation`] takes lines and datagrams and gives
 //! datagrams and events, with no framing.
 //!
+//! Nor does it draw randomness of its own: ids, tokens, MAC keys, hash-map seeds and the Noise
+//! handshakes' ephemeral keys all come from the [`rng::RandomSource`] the driver hands in (the
+//! operating system's in a real run, a seeded [`rng::SplitMix64`] in tests), so a simulation's
+//! seed replays its run byte for byte.
+//!
 //! ```text
 //!   keyboard lines ──► handle_line()      ┌──────────────┐  poll_transmit() ──► socket.send_to()
 //!                                         │ Conversation │

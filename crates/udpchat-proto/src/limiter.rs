@@ -7,9 +7,10 @@
 //! forgotten first, else an arbitrary one, which at worst gives a flooder a fresh bucket, never
 //! more memory.
 
-use foldhash::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
+
+use crate::rng::{HashMap, RandomSource, new_map};
 
 /// Rates and sizes of a [`RateLimiter`].
 #[derive(Debug, Clone, Copy)]
@@ -77,11 +78,11 @@ fn prefix(ip: IpAddr) -> Source {
 }
 
 impl RateLimiter {
-    /// An empty limiter.
-    pub fn new(limits: RateLimits) -> Self {
+    /// An empty limiter; its table seeded from `rng`.
+    pub fn new(limits: RateLimits, rng: &mut dyn RandomSource) -> Self {
         Self {
             limits,
-            buckets: HashMap::default(),
+            buckets: new_map(rng),
             refused: 0,
         }
     }
@@ -170,6 +171,7 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::SplitMix64;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -177,7 +179,7 @@ mod tests {
 
     #[test]
     fn one_address_gets_its_burst_then_its_rate() {
-        let mut l = RateLimiter::new(RateLimits::default());
+        let mut l = RateLimiter::new(RateLimits::default(), &mut SplitMix64::new(1));
         let t0 = Instant::now();
         let allowed = (0..100).filter(|_| l.allow(t0, ip("10.0.0.1"))).count();
         assert_eq!(allowed, 40);
@@ -190,7 +192,7 @@ mod tests {
 
     #[test]
     fn a_subnet_shares_a_prefix_bucket() {
-        let mut l = RateLimiter::new(RateLimits::default());
+        let mut l = RateLimiter::new(RateLimits::default(), &mut SplitMix64::new(1));
         let t0 = Instant::now();
         let allowed = (0..=255u8)
             .flat_map(|host| std::iter::repeat_n(host, 5))
@@ -212,7 +214,7 @@ mod tests {
             table_size: 100,
             ..RateLimits::default()
         };
-        let mut l = RateLimiter::new(limits);
+        let mut l = RateLimiter::new(limits, &mut SplitMix64::new(1));
         let t0 = Instant::now();
         for i in 0..100_000u32 {
             l.allow(
@@ -225,7 +227,7 @@ mod tests {
 
     #[test]
     fn ipv4_mapped_addresses_count_as_ipv4() {
-        let mut l = RateLimiter::new(RateLimits::default());
+        let mut l = RateLimiter::new(RateLimits::default(), &mut SplitMix64::new(1));
         let t0 = Instant::now();
         for _ in 0..40 {
             assert!(l.allow(t0, ip("::ffff:10.0.0.1")));

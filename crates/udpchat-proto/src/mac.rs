@@ -28,9 +28,7 @@ impl MacKey {
     /// A fresh key from `rng`.
     pub(crate) fn random(rng: &mut dyn RandomSource) -> Self {
         let mut key = [0u8; 32];
-        for chunk in key.chunks_exact_mut(8) {
-            chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
-        }
+        crate::rng::fill_bytes(rng, &mut key);
         Self(key)
     }
 

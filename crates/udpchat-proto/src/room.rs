@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, VecDeque};
 
-use foldhash::HashMap;
+use crate::rng::{HashMap, RandomSource, new_map};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -71,7 +71,7 @@ struct Room {
 pub type Outbox = Vec<(MemberId, Arc<ServerMessage>)>;
 
 /// All rooms and nicks of a server.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Chat {
     limits: ChatLimits,
     /// Rooms by lowercased name (the key is shared with the members' lists).
@@ -174,11 +174,13 @@ fn error(code: ErrorCode, text: impl Into<String>) -> ServerMessage {
 }
 
 impl Chat {
-    /// An empty chat with these limits.
-    pub fn new(limits: ChatLimits) -> Self {
+    /// An empty chat with these limits; its maps seeded from `rng`.
+    pub fn new(limits: ChatLimits, rng: &mut dyn RandomSource) -> Self {
         Self {
             limits,
-            ..Self::default()
+            rooms: new_map(rng),
+            nick_owners: new_map(rng),
+            members: new_map(rng),
         }
     }
 
@@ -657,6 +659,11 @@ impl Chat {
 mod tests {
     use super::*;
 
+    /// An empty chat with the default limits.
+    fn chat() -> Chat {
+        Chat::new(ChatLimits::default(), &mut crate::rng::SplitMix64::new(1))
+    }
+
     /// The outbox with its messages unshared, to compare and match.
     fn plain(out: Outbox) -> Vec<(MemberId, ServerMessage)> {
         out.into_iter()
@@ -703,7 +710,7 @@ mod tests {
 
     #[test]
     fn nicks_are_unique_case_insensitively_and_guest_prefix_is_reserved() {
-        let mut chat = Chat::default();
+        let mut chat = chat();
         nick(&mut chat, m(1), "Ada");
         let out = plain(chat.apply(m(2), ClientMessage::Nick { nick: "ada".into() }));
         assert!(matches!(
@@ -753,7 +760,7 @@ mod tests {
 
     #[test]
     fn joining_tells_everyone_and_replays_history_to_the_joiner_only() {
-        let mut chat = Chat::default();
+        let mut chat = chat();
         nick(&mut chat, m(1), "ada");
         plain(chat.apply(
             m(1),
@@ -809,10 +816,13 @@ mod tests {
 
     #[test]
     fn history_keeps_the_last_n() {
-        let mut chat = Chat::new(ChatLimits {
-            history_len: 3,
-            ..ChatLimits::default()
-        });
+        let mut chat = Chat::new(
+            ChatLimits {
+                history_len: 3,
+                ..ChatLimits::default()
+            },
+            &mut crate::rng::SplitMix64::new(1),
+        );
         nick(&mut chat, m(1), "ada");
         plain(chat.apply(m(1), ClientMessage::Join { room: "r".into() }));
         for i in 0..10 {
@@ -836,7 +846,7 @@ mod tests {
 
     #[test]
     fn rooms_are_isolated_and_speaking_needs_membership() {
-        let mut chat = Chat::default();
+        let mut chat = chat();
         nick(&mut chat, m(1), "ada");
         nick(&mut chat, m(2), "bob");
         plain(chat.apply(m(1), ClientMessage::Join { room: "a".into() }));
@@ -858,7 +868,7 @@ mod tests {
 
     #[test]
     fn private_messages_reach_the_target_and_echo_to_the_sender() {
-        let mut chat = Chat::default();
+        let mut chat = chat();
         nick(&mut chat, m(1), "ada");
         nick(&mut chat, m(2), "Bob");
         let out = plain(chat.apply(
@@ -895,7 +905,7 @@ mod tests {
 
     #[test]
     fn removal_tells_the_rooms_and_frees_the_nick() {
-        let mut chat = Chat::default();
+        let mut chat = chat();
         nick(&mut chat, m(1), "ada");
         nick(&mut chat, m(2), "bob");
         plain(chat.apply(m(1), ClientMessage::Join { room: "r".into() }));
@@ -918,7 +928,7 @@ mod tests {
 
     #[test]
     fn nick_changes_are_seen_by_room_peers() {
-        let mut chat = Chat::default();
+        let mut chat = chat();
         nick(&mut chat, m(1), "ada");
         nick(&mut chat, m(2), "bob");
         plain(chat.apply(m(1), ClientMessage::Join { room: "r".into() }));
@@ -940,7 +950,7 @@ mod tests {
 
     #[test]
     fn topics_are_set_by_members_and_shown_to_joiners() {
-        let mut chat = Chat::default();
+        let mut chat = chat();
         nick(&mut chat, m(1), "ada");
         plain(chat.apply(m(1), ClientMessage::Join { room: "r".into() }));
         plain(chat.apply(
@@ -970,7 +980,7 @@ mod tests {
             max_rooms_per_member: 2,
             history_len: 1,
         };
-        let mut chat = Chat::new(limits);
+        let mut chat = Chat::new(limits, &mut crate::rng::SplitMix64::new(1));
         nick(&mut chat, m(1), "ada");
         nick(&mut chat, m(2), "bob");
         plain(chat.apply(m(1), ClientMessage::Join { room: "a".into() }));
@@ -1002,7 +1012,7 @@ mod tests {
 
     #[test]
     fn nicks_that_look_the_same_cannot_both_be_had() {
-        let mut chat = Chat::default();
+        let mut chat = chat();
         nick(&mut chat, m(1), "ada");
         nick(&mut chat, m(2), "élan");
         nick(&mut chat, m(3), "Иван");
@@ -1064,7 +1074,7 @@ mod tests {
     #[test]
     fn a_room_too_big_for_one_names_message_is_listed_in_several_that_all_decode() {
         use crate::reliable::connection::MAX_MESSAGE;
-        let mut chat = Chat::default();
+        let mut chat = chat();
         let members = 2100u64;
         for n in 1..=members {
             // 32-byte nicks: 2100 of them are some 69 KB, over what one message may be.

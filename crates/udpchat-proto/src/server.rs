@@ -42,10 +42,6 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
-// Maps keyed by what peers send (addresses, ids) hash with foldhash, seeded at random per map:
-// several times faster than SipHash on these small keys and still not predictable from outside.
-use foldhash::{HashMap, HashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,7 +52,10 @@ use crate::half_open::HalfOpen;
 use crate::limiter::{RateLimiter, RateLimits};
 use crate::mac::MacKey;
 use crate::reliable::{CloseReason, Connection, ConnectionConfig, ConnectionEvent, SendError};
-use crate::rng::RandomSource;
+// Maps keyed by what peers send (addresses, ids) hash with foldhash, seeded from the injected
+// randomness per map: several times faster than SipHash on these small keys, not predictable
+// from outside, and the same for the same seed (their iteration order reaches the wire).
+use crate::rng::{HashMap, HashSet, RandomSource, new_map, new_set};
 use crate::room::{Chat, ChatLimits, GUEST_PREFIX, MemberId, Outbox};
 use crate::sender_limit::{SenderBucket, SenderLimits};
 use crate::text;
@@ -373,8 +372,9 @@ pub struct Server {
     plain_connection: Arc<ConnectionConfig>,
     secure_connection: Arc<ConnectionConfig>,
     rng: Box<dyn RandomSource>,
-    /// A secret for guest nicks.
-    guest_secret: u64,
+    /// The key guest nicks are derived with from their addresses (so that a nick does not
+    /// tell the address, and is the same for an address throughout the server's life).
+    guest_nick_key: MacKey,
     /// Makes and checks the codes guests send back, and counts wrong ones.
     guest_codes: GuestCodes,
     /// Addresses told that this server takes no guests, in the current
@@ -447,13 +447,18 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// A server with no members.
     pub fn new(config: ServerConfig, mut rng: Box<dyn RandomSource>) -> Self {
-        let guest_secret = rng.next_u64();
+        let guest_nick_key = MacKey::random(&mut *rng);
         let guest_codes = GuestCodes::new(&mut *rng);
         let cookie_key = MacKey::random(&mut *rng);
-        let chat = Chat::new(config.chat.clone());
-        let limiter = RateLimiter::new(config.rate_limits);
-        let handshakes = RateLimiter::new(config.handshake_rate_limits);
-        let half_open = HalfOpen::new(config.max_half_open, config.half_open_timeout);
+        let chat = Chat::new(config.chat.clone(), &mut *rng);
+        let limiter = RateLimiter::new(config.rate_limits, &mut *rng);
+        let handshakes = RateLimiter::new(config.handshake_rate_limits, &mut *rng);
+        let half_open = HalfOpen::new(config.max_half_open, config.half_open_timeout, &mut *rng);
+        let no_guests_told = (None, new_set(&mut *rng));
+        let peers = new_map(&mut *rng);
+        let by_addr = new_map(&mut *rng);
+        let guests = new_map(&mut *rng);
+        let ready_set = new_set(&mut *rng);
         let plain_connection = Arc::new(config.connection.clone());
         let secure_connection = Arc::new(ConnectionConfig {
             max_datagram: MAX_DATAGRAM - SEAL_OVERHEAD,
@@ -465,15 +470,15 @@ impl Server {
             plain_connection,
             secure_connection,
             rng,
-            guest_secret,
+            guest_nick_key,
             guest_codes,
-            no_guests_told: (None, HashSet::default()),
-            peers: HashMap::default(),
-            by_addr: HashMap::default(),
-            guests: HashMap::default(),
+            no_guests_told,
+            peers,
+            by_addr,
+            guests,
             chat,
             ready: VecDeque::new(),
-            ready_set: HashSet::default(),
+            ready_set,
             timers: BinaryHeap::new(),
             guest_timers: BinaryHeap::new(),
             direct: VecDeque::new(),
@@ -1039,7 +1044,8 @@ impl Server {
                 secrets
                     .extend_from_slice(&self.ms(self.config.connection.idle_timeout).to_be_bytes());
                 // A malformed first message: silence.
-                let Ok((transport, reply)) = ServerHandshake::respond(identity, noise, &secrets)
+                let Ok((transport, reply)) =
+                    ServerHandshake::respond(identity, noise, &secrets, &mut *self.rng)
                 else {
                     return;
                 };
@@ -1424,13 +1430,12 @@ impl Server {
     /// A new guest; `newline` tells whether its first line ended with one, so that even the
     /// first lines it is sent follow its style.
     fn add_guest(&mut self, now: Instant, addr: SocketAddr, newline: bool) {
-        let mut h = DefaultHasher::new();
-        (self.guest_secret, addr).hash(&mut h);
-        let digest = h.finish();
-        let mut nick = format!("{GUEST_PREFIX}{:04x}", (digest >> 16) as u16);
+        let digest = self.guest_nick_key.for_address(b"guest nick", addr, 0);
+        let tag = u16::from_be_bytes([digest[0], digest[1]]);
+        let mut nick = format!("{GUEST_PREFIX}{tag:04x}");
         let mut n = 2;
         while !self.chat.is_nick_free(&nick) {
-            nick = format!("{GUEST_PREFIX}{:04x}-{n}", (digest >> 16) as u16);
+            nick = format!("{GUEST_PREFIX}{tag:04x}-{n}");
             n += 1;
         }
         self.guests.insert(

@@ -134,6 +134,11 @@ impl Network {
         self.queue.remove(&key)
     }
 
+    /// Every datagram ever sent (before faults), in the order sent.
+    pub fn captured(&self) -> &[InFlight] {
+        &self.captured
+    }
+
     /// The first captured datagram that contains `needle`, if any.
     pub fn captured_contains(&self, needle: &[u8]) -> Option<&InFlight> {
         self.captured

@@ -12,6 +12,7 @@ use serde_json::Value;
 use support::{Proc, TIMEOUT};
 use udpchat_proto::crypto::{SEAL_OVERHEAD, ServerHandshake, StaticKeypair};
 use udpchat_proto::reliable::{Connection, ConnectionConfig};
+use udpchat_proto::rng::SplitMix64;
 use udpchat_proto::wire::message::ServerMessage;
 use udpchat_proto::wire::packet::{ConnectionId, MAX_DATAGRAM, Packet, PacketRef};
 
@@ -196,7 +197,8 @@ fn fake_server_sending(messages: Vec<Vec<u8>>) -> (u16, std::thread::JoinHandle<
         let mut secrets = token.to_be_bytes().to_vec();
         secrets.extend_from_slice(&5_000_u32.to_be_bytes());
         secrets.extend_from_slice(&30_000_u32.to_be_bytes());
-        let (mut transport, reply) = ServerHandshake::respond(&keys, &noise, &secrets).unwrap();
+        let (mut transport, reply) =
+            ServerHandshake::respond(&keys, &noise, &secrets, &mut SplitMix64::new(1)).unwrap();
         let welcome = Packet::SecureWelcome {
             connection: id,
             nonce,
@@ -260,7 +262,9 @@ fn a_server_message_that_does_not_decode_ends_join_with_an_error() {
         if json {
             args.push("--json");
         }
-        let mut ada = Proc::udpchat(&args);
+        // The fake's key is pinned in a data directory of its own (see
+        // support::fresh_data_home).
+        let mut ada = Proc::udpchat_in(&support::fresh_data_home("fake-server"), &args);
         assert_eq!(ada.wait().code(), Some(1), "exit status (json: {json})");
         let errors: Vec<String> = ada
             .stderr_so_far()
@@ -351,8 +355,7 @@ const AFTER: &str = "echo \"EXITED $?\"; sleep 60";
 
 /// `join` full-screen in a tmux terminal of its own, with its own data directory.
 fn join_full_screen(name: &str, port: u16, nick: &str, extra: &str) -> support::tmux::Tmux {
-    let home = support::data_home().join(name);
-    std::fs::create_dir_all(&home).unwrap();
+    let home = support::fresh_data_home(name);
     let command = format!(
         "env XDG_DATA_HOME={} {} join 127.0.0.1:{port} --nick {nick} {extra}; {AFTER}",
         home.display(),

@@ -398,7 +398,10 @@ fn the_readmes_trace_sample_is_what_send_trace_prints() {
 fn the_readmes_serve_sample_is_what_serve_prints() {
     let sample = readme_sample("$ udpchat serve");
     // A server key of its own, loaded (not created) as in the sample.
-    let key = support::data_home().join("readme-serve.key");
+    // Its own data directory: its client pins a key other servers of this process do not
+    // have (see support::fresh_data_home).
+    let home = support::fresh_data_home("readme-serve");
+    let key = home.join("readme-serve.key");
     let key = key.to_str().unwrap();
     let (mut first, _) = serve_rooms(&["--key-file", key]);
     first.signal("INT");
@@ -406,7 +409,7 @@ fn the_readmes_serve_sample_is_what_serve_prints() {
     let (mut server, port) = serve_rooms(&["--key-file", key]);
     let target = format!("127.0.0.1:{port}");
     // The events of the sample, one after the other, each awaited in the server's log.
-    let mut client = Proc::udpchat(&["join", &target, "--nick", "ada", "--json"]);
+    let mut client = Proc::udpchat_in(&home, &["join", &target, "--nick", "ada", "--json"]);
     server.stderr_line_containing("connected (connection");
     let guest = local_socket();
     guest.send_to(b"hello", ("127.0.0.1", port)).unwrap();

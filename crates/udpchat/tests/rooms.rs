@@ -388,7 +388,10 @@ fn fingerprint_of(server: &Proc) -> String {
 
 #[test]
 fn the_server_key_is_pinned_on_first_use_and_a_changed_key_is_refused() {
-    let dir = support::data_home();
+    // Keys of its own: pins of its own (see support::fresh_data_home).
+    let dir = support::fresh_data_home("pinning");
+    let join =
+        |port: u16, nick: &str, extra: &[&str]| support::join_json_in(&dir, port, nick, extra);
     let key_a = dir.join(format!("a-{}.key", std::process::id()));
     let key_b = dir.join(format!("b-{}.key", std::process::id()));
     let a = key_a.to_str().unwrap();

@@ -65,8 +65,13 @@ impl Proc {
     /// Starts the udpchat binary under test, with its data directory (keys, known servers) in
     /// [`data_home`].
     pub fn udpchat(args: &[&str]) -> Self {
+        Self::udpchat_in(&data_home(), args)
+    }
+
+    /// [`udpchat`](Self::udpchat) with another data directory (see [`fresh_data_home`]).
+    pub fn udpchat_in(home: &Path, args: &[&str]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_udpchat"));
-        cmd.args(args).env("XDG_DATA_HOME", data_home());
+        cmd.args(args).env("XDG_DATA_HOME", home);
         Self::spawn(&format!("udpchat {}", args.join(" ")), cmd)
     }
 
@@ -252,6 +257,20 @@ pub fn data_home() -> PathBuf {
     dir
 }
 
+/// A data directory of its own for one test, empty: for a test whose servers have keys of
+/// their own. The tests of one process share [`data_home`], so its servers share one key and
+/// its clients one `known_servers`; a pin made there for a server with another key would be
+/// found by a later test whose server happens to get the same port, and refused as a changed
+/// key.
+pub fn fresh_data_home(tag: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = data_home().join(format!("{tag}-{n}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
 /// Runs udpchat to completion and returns (exit code, stdout, stderr).
 pub fn run_udpchat(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_udpchat"))
@@ -312,10 +331,15 @@ pub fn serve_rooms(extra: &[&str]) -> (Proc, u16) {
 
 /// Starts `udpchat join --json` as `nick` to the server on `port`, with `extra` arguments.
 pub fn join_json(port: u16, nick: &str, extra: &[&str]) -> Proc {
+    join_json_in(&data_home(), port, nick, extra)
+}
+
+/// [`join_json`] with another data directory (see [`fresh_data_home`]).
+pub fn join_json_in(home: &Path, port: u16, nick: &str, extra: &[&str]) -> Proc {
     let target = format!("127.0.0.1:{port}");
     let mut args = vec!["join", target.as_str(), "--nick", nick, "--json"];
     args.extend_from_slice(extra);
-    Proc::udpchat(&args)
+    Proc::udpchat_in(home, &args)
 }
 
 /// Starts `udpchat join` as `nick` to the server on `port` reading `input` from a pipe (as
