@@ -3,10 +3,14 @@
 //! This crate holds everything about udpchat that can be decided without touching the outside
 //! world: the wire format, reliable delivery, the secure handshake, the rooms, and the state
 //! machines that decide what to send and when. It does **no I/O** (no sockets, no terminal, no
-//! files), **never reads the clock** (every time-dependent call takes `now: Instant`) and draws
-//! its randomness from a [`RandomSource`](rng::RandomSource) it is handed. Drivers
+//! files) and **never reads the clock** (every time-dependent call takes `now: Instant`). Drivers
 //! (`udpchat-net` for the server, the `udpchat` crate for the clients) own the sockets, timers
 //! and keyboard: they feed in what arrived, then drain what the core wants sent.
+//!
+//! Nor does it draw randomness of its own: ids, tokens, MAC keys, hash-map seeds and the Noise
+//! handshakes' ephemeral keys all come from the [`rng::RandomSource`] the driver hands in (the
+//! operating system's in a real run, a seeded [`rng::SplitMix64`] in tests), so a simulation's
+//! seed replays its run byte for byte.
 //!
 //! Every state machine has the same four families of methods, called in this order: inputs
 //! (`handle_datagram(now, ..)`, `handle_timeout(now)`), commands (`send`, `close`,
@@ -41,11 +45,6 @@
 //!
 //! The lab's chat is smaller: [`lab::Conversation`] takes lines and datagrams and gives
 //! datagrams and events, with no framing.
-//!
-//! Nor does it draw randomness of its own: ids, tokens, MAC keys, hash-map seeds and the Noise
-//! handshakes' ephemeral keys all come from the [`rng::RandomSource`] the driver hands in (the
-//! operating system's in a real run, a seeded [`rng::SplitMix64`] in tests), so a simulation's
-//! seed replays its run byte for byte.
 //!
 //! ```text
 //!   keyboard lines ──► handle_line()      ┌──────────────┐  poll_transmit() ──► socket.send_to()
