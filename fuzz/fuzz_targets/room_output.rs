@@ -32,39 +32,11 @@ use udpchat_proto::wire::message::{ClientMessage, MAX_NAME, MAX_TEXT};
 
 const MAX_OPS: usize = 60;
 
+#[path = "common/script.rs"]
+mod script;
+use script::Input;
+
 fuzz_target!(|data: &[u8]| run(data));
-
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn byte(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((b, rest)) => {
-                self.0 = rest;
-                *b
-            }
-            None => 0,
-        }
-    }
-    fn u16(&mut self) -> usize {
-        usize::from(u16::from_be_bytes([self.byte(), self.byte()]))
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let n = n.min(self.0.len());
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        head.to_vec()
-    }
-    /// `len` bytes repeating a pattern of 1 to 16 bytes read from the input.
-    fn repeated(&mut self, len: usize) -> Vec<u8> {
-        let n = usize::from(self.byte() % 16) + 1;
-        let mut pattern = self.bytes(n);
-        if pattern.is_empty() {
-            pattern.push(b'x');
-        }
-        pattern.iter().copied().cycle().take(len).collect()
-    }
-}
 
 /// Valid UTF-8 of at most `max` bytes.
 fn text(bytes: &[u8], max: usize) -> String {
@@ -105,7 +77,7 @@ fn run(data: &[u8]) {
     }
     exchange(&mut server, &mut members, now);
     for _ in 0..MAX_OPS {
-        if input.0.is_empty() {
+        if input.is_empty() {
             break;
         }
         match input.byte() % 6 {
@@ -126,7 +98,10 @@ fn run(data: &[u8]) {
                 let message = match kind {
                     0 => ClientMessage::Say { room, text: body },
                     1 => ClientMessage::Action { room, text: body },
-                    2 => ClientMessage::Private { to: name, text: body },
+                    2 => ClientMessage::Private {
+                        to: name,
+                        text: body,
+                    },
                     3 => ClientMessage::Topic {
                         room,
                         topic: Some(body),

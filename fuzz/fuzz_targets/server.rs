@@ -33,27 +33,11 @@ use udpchat_proto::wire::packet::{Ack, ConnectionId, Packet, Segment};
 const MAX_OPS: usize = 300;
 const PEERS: u8 = 8;
 
+#[path = "common/script.rs"]
+mod script;
+use script::Input;
+
 fuzz_target!(|data: &[u8]| run(data));
-
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn byte(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((b, rest)) => {
-                self.0 = rest;
-                *b
-            }
-            None => 0,
-        }
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let n = n.min(self.0.len());
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        head.to_vec()
-    }
-}
 
 /// What we know of one peer address.
 #[derive(Default)]
@@ -93,7 +77,7 @@ fn run(data: &[u8]) {
     let mut peers: HashMap<SocketAddr, PeerState> = HashMap::new();
 
     for _ in 0..MAX_OPS {
-        if input.0.is_empty() {
+        if input.is_empty() {
             break;
         }
         let op = input.byte() % 8;

@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Proc, TIMEOUT};
+use support::{Proc, TIMEOUT, next_json};
 use udpchat_proto::rng::{RandomSource, SplitMix64};
 use udpchat_proto::wire::packet::Packet;
 
@@ -23,17 +23,6 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .expect("VmRSS")
-}
-
-fn next_json(client: &Proc, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        assert!(Instant::now() < deadline, "event never came");
-        let event: Value = serde_json::from_str(&client.stdout_line()).expect("JSON");
-        if pred(&event) {
-            return event;
-        }
-    }
 }
 
 /// One burst of hostile traffic from `sources` distinct addresses in 127.0.0.0/8.

@@ -8,21 +8,9 @@ use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use support::{Proc, TIMEOUT, local_socket, recv_text};
+use support::{Proc, TIMEOUT, local_socket, next_json, recv_text};
 use udpchat_proto::rng::{RandomSource, SplitMix64};
 use udpchat_proto::wire::packet::Packet;
-
-fn next_json(client: &Proc, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        assert!(Instant::now() < deadline, "event never came");
-        let event: Value = serde_json::from_str(&client.stdout_line()).expect("JSON");
-        if pred(&event) {
-            return event;
-        }
-    }
-}
 
 /// A SecureHello with a fresh nonce and random ephemeral key: the server does the whole
 /// Noise response for it (any 32 bytes are an X25519 public key).

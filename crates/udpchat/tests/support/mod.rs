@@ -361,3 +361,16 @@ pub fn join_piped(port: u16, nick: &str, extra: &[&str], input: String) -> Child
     });
     child
 }
+
+/// Reads a `--json` client's events until one satisfies `pred`, and returns it (bounded by
+/// [`TIMEOUT`]).
+pub fn next_json(client: &Proc, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        assert!(Instant::now() < deadline, "event never came");
+        let event: serde_json::Value = serde_json::from_str(&client.stdout_line()).expect("JSON");
+        if pred(&event) {
+            return event;
+        }
+    }
+}
